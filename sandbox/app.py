@@ -1,0 +1,174 @@
+"""The Flask app factory and the request pipeline.
+
+HTTP -> request log (start) -> header rules -> verify Authorization over raw bytes
+     -> fault hooks (before) -> view (validate, one backend transaction, render)
+     -> fault hooks (after) -> sign 2xx -> request log (end, with verdict)
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from flask import Flask, Response, g, request
+from werkzeug.exceptions import HTTPException
+
+from sandbox import db, errors, provision
+from sandbox.service import Sandbox, current
+
+log = logging.getLogger("payscore.sandbox")
+
+DEFAULTS: dict[str, Any] = {
+    "DATABASE_URL": "sqlite:///.payscore/sandbox.db",
+    "DATA_DIR": ".payscore",
+    "CLOCK_SKEW_S": 300,
+    "START_DISPATCHER": False,
+    "START_WORLD": False,
+    "PROVISION": True,
+}
+
+
+def create_app(config: dict | None = None) -> Flask:
+    app = Flask("sandbox")
+    app.config.update(DEFAULTS)
+    app.config.update(config or {})
+    engine = db.make_engine(app.config["DATABASE_URL"])
+    db.init_db(engine)
+    if app.config["PROVISION"]:
+        from sandbox.clock import Clock
+
+        provision.ensure_platform(engine, Clock(engine).now_us())
+    sandbox = Sandbox(engine, app.config)
+    app.extensions["payscore"] = sandbox
+
+    from sandbox.views import register_blueprints
+
+    register_blueprints(app)
+    app.before_request(_before)
+    app.after_request(_after)
+    app.register_error_handler(errors.PayScoreError, _render_error)
+    app.register_error_handler(HTTPException, _render_http_error)
+    app.register_error_handler(Exception, _render_unexpected)
+    for extension in app.config.get("EXTENSIONS", ()):
+        extension(app, sandbox)
+    return app
+
+
+def _is_v3() -> bool:
+    return request.path.startswith("/v3/")
+
+
+def _before() -> Response | None:
+    g.started = time.perf_counter()
+    from sandbox.security import new_request_id
+
+    g.request_id = new_request_id()
+    g.mchid = None
+    g.verdict = None
+    g.fault = None
+    g.scenario_id = None
+    g.out_order_no = (request.view_args or {}).get("out_order_no")
+    g.operation = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else None
+    if not _is_v3():
+        return None
+    sb = current()
+    if not request.headers.get("Accept") or not request.headers.get("User-Agent"):
+        g.verdict = "missing Accept or User-Agent header"
+        raise errors.InvalidRequest("Http头缺少Accept或User-Agent")
+    from sandbox.security import verify_request
+
+    with sb.engine.connect() as conn:
+        g.now_us = sb.clock.now_us(conn)
+        try:
+            merchant = verify_request(request, conn, sb.merchants, g.now_us // 1_000_000,
+                                      sb.config["CLOCK_SKEW_S"])
+        except errors.SignError as exc:
+            g.verdict = f"signature rejected: {exc.detail['detail']['issue']}"
+            raise
+    g.mchid = merchant.mchid
+    g.merchant = merchant
+    g.verdict = "signature ok"
+    for hook in sb.hooks.before:
+        answer = hook()
+        if answer is not None:
+            return answer
+    return None
+
+
+def _after(response: Response) -> Response:
+    sb = current()
+    if _is_v3():
+        for hook in sb.hooks.after:
+            response = hook(response)
+        if 200 <= response.status_code < 300 and not getattr(g, "skip_signing", False):
+            _sign(sb, response)
+    response.headers.setdefault("Request-ID", f"{g.get('request_id', '')}-0")
+    _log_request(sb, response)
+    return response
+
+
+def _sign(sb: Sandbox, response: Response) -> None:
+    body = response.get_data()
+    merchant_mode = "certificate"
+    if g.get("mchid"):
+        with sb.engine.connect() as conn:
+            row = provision.merchant_row(conn, g.mchid)
+            merchant_mode = row.signing_mode if row is not None else "certificate"
+    key = sb.signer.choose(request.headers.get("Wechatpay-Serial"), merchant_mode)
+    now_s = g.get("now_us", sb.clock.now_us()) // 1_000_000
+    for name, value in sb.signer.headers(key, body, now_s).items():
+        response.headers.setdefault(name, value)
+
+
+def _log_request(sb: Sandbox, response: Response) -> None:
+    if request.path.startswith("/sandbox/ui") or request.path.startswith("/sandbox/static"):
+        return
+    started = g.get("started")
+    code = g.get("error_code")
+    try:
+        with db.write_tx(sb.engine) as conn:
+            conn.execute(db.request_log.insert().values(
+                request_id=g.get("request_id", ""),
+                at_us=g.get("now_us") or sb.clock.now_us(conn),
+                mchid=g.get("mchid"), method=request.method,
+                path=request.full_path.rstrip("?")[:2000], operation=g.get("operation"),
+                out_order_no=(g.get("out_order_no") or None) and str(g.out_order_no)[:32],
+                status=response.status_code, code=code, verdict=g.get("verdict"),
+                fault=g.get("fault"), scenario_id=g.get("scenario_id"),
+                duration_ms=(time.perf_counter() - started) * 1000 if started else None))
+    except Exception:  # the log must never turn an answer into an error
+        log.exception("could not write the request log")
+
+
+def _error_response(exc: errors.PayScoreError) -> Response:
+    g.error_code = exc.code
+    response = Response(_json(exc.body()), status=exc.status,
+                        content_type="application/json; charset=utf-8")
+    response.headers["Request-ID"] = f"{g.get('request_id', '')}-{exc.internal_code}"
+    return response
+
+
+def _render_error(exc: errors.PayScoreError) -> Response:
+    return _error_response(exc)
+
+
+def _render_http_error(exc: HTTPException) -> Response:
+    if exc.code == 405:
+        return _error_response(errors.MethodNotAllowed())
+    if exc.code == 404:
+        return _error_response(errors.NotFound())
+    if exc.code == 413:
+        return _error_response(errors.InvalidRequest("请求体过大"))
+    return _error_response(errors.InvalidRequest(exc.description or "请求不合法"))
+
+
+def _render_unexpected(exc: Exception) -> Response:
+    log.exception("unexpected error (a sandbox bug) on %s %s", request.method, request.path)
+    return _error_response(errors.SystemError_())
+
+
+def _json(data: Any) -> bytes:
+    import json
+
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":")).encode("utf-8")

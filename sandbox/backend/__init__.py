@@ -1,0 +1,1 @@
+"""Backends: the sandbox's rules over its state, one method per operation."""

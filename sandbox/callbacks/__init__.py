@@ -1,0 +1,1 @@
+"""Callbacks: the durable outbox, envelopes, and the dispatcher (reference §6)."""

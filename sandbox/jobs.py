@@ -1,0 +1,25 @@
+"""Timed jobs on the sandbox clock: scheduled in the transaction that causes them.
+
+The runner (sandbox.world.runner) executes due jobs in `due_us` order when the clock advances
+or the background ticker finds them due. Handlers are registered per kind.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlalchemy.engine import Connection
+
+from sandbox import db
+
+DAY_US = 86400 * 1_000_000
+
+
+def schedule(conn: Connection, due_us: int, kind: str, ref: str | None = None,
+             payload: dict | None = None) -> None:
+    conn.execute(db.jobs.insert().values(due_us=due_us, kind=kind, ref=ref, payload=payload,
+                                         done=False))
+
+
+def cancel(conn: Connection, kind: str, ref: str) -> None:
+    conn.execute(update(db.jobs).where(db.jobs.c.kind == kind, db.jobs.c.ref == ref,
+                                       db.jobs.c.done.is_(False)).values(done=True))

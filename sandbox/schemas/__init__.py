@@ -1,0 +1,1 @@
+"""The contract: marshmallow schemas from which openapi.yaml is generated."""

@@ -1,0 +1,174 @@
+"""Service-order request and response schemas (reference §2.2-§2.9)."""
+
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from sandbox.schemas.common import (
+    OUT_ORDER_NO,
+    Collection,
+    Device,
+    Discount,
+    EndLocation,
+    Location,
+    Payment,
+    RiskFund,
+    Strict,
+    StrictBool,
+    TimeRange,
+    fen,
+    pattern,
+    text,
+    unique_names,
+)
+
+
+class CreateServiceOrderRequest(Strict):
+    out_order_no = pattern(OUT_ORDER_NO, 32, required=True)
+    appid = text(32, required=True)
+    service_id = text(32, required=True)
+    service_introduction = text(20, required=True)
+    post_payments = fields.List(fields.Nested(Payment), validate=validate.Length(max=100))
+    post_discounts = fields.List(fields.Nested(Discount), validate=validate.Length(max=30))
+    time_range = fields.Nested(TimeRange, required=True)
+    location = fields.Nested(Location)
+    risk_fund = fields.Nested(RiskFund, required=True)
+    attach = text(256)
+    notify_url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False,
+                            validate=validate.Length(max=255), metadata={"maxLength": 255})
+    openid = text(128)
+    need_user_confirm = StrictBool(load_default=True)
+    device = fields.Nested(Device)
+
+    @validates_schema
+    def _rules(self, data, **kw):
+        if "start_time" not in data.get("time_range", {}):
+            raise ValidationError("start_time is required", "time_range")
+        if data.get("need_user_confirm") is False and not data.get("openid"):
+            raise ValidationError("openid is required when need_user_confirm is false", "openid")
+        location = data.get("location") or {}
+        if location.get("end_location") and not location.get("start_location"):
+            raise ValidationError("end_location requires start_location", "location")
+        unique_names(data.get("post_payments", []), "post_payments", allow_repeat=("商品信息",))
+        unique_names(data.get("post_discounts", []), "post_discounts")
+
+
+class QueryServiceOrderQuery(Strict):
+    service_id = text(32, required=True)
+    appid = text(32, required=True)
+    out_order_no = pattern(OUT_ORDER_NO, 32)
+    query_id = text(512)
+
+    @validates_schema
+    def _exactly_one(self, data, **kw):
+        if ("out_order_no" in data) == ("query_id" in data):
+            raise ValidationError("exactly one of out_order_no and query_id is required",
+                                  "out_order_no")
+
+
+class CancelServiceOrderRequest(Strict):
+    appid = text(32, required=True)
+    service_id = text(32, required=True)
+    reason = text(30, required=True)
+
+
+class _Amounts(Strict):
+    appid = text(32, required=True)
+    service_id = text(32, required=True)
+    post_payments = fields.List(fields.Nested(Payment), required=True,
+                                validate=validate.Length(min=1, max=100))
+    post_discounts = fields.List(fields.Nested(Discount), validate=validate.Length(max=30))
+    total_amount = fen(required=True)
+
+    @validates_schema
+    def _names(self, data, **kw):
+        unique_names(data.get("post_payments", []), "post_payments", allow_repeat=("商品信息",))
+        unique_names(data.get("post_discounts", []), "post_discounts")
+
+
+class CompleteServiceOrderRequest(_Amounts):
+    time_range = fields.Nested(TimeRange)
+    location = fields.Nested(EndLocation)
+    profit_sharing = StrictBool()
+    goods_tag = text(32)
+    device = fields.Nested(Device)
+
+
+class ModifyServiceOrderRequest(_Amounts):
+    reason = text(50, required=True)
+    device = fields.Nested(Device)
+
+
+class PayServiceOrderRequest(Strict):
+    appid = text(32, required=True)
+    service_id = text(32, required=True)
+
+
+class SyncDetail(Strict):
+    paid_time = fields.String(required=True, validate=validate.Regexp(r"^(\d{8}|\d{14})$"),
+                              metadata={"maxLength": 64})
+
+
+class SyncServiceOrderRequest(Strict):
+    appid = text(32, required=True)
+    service_id = text(32, required=True)
+    type = fields.String(required=True, validate=validate.OneOf(["Order_Paid"]))
+    detail = fields.Nested(SyncDetail, required=True)
+
+
+class DirectCompleteServiceOrderRequest(Strict):
+    appid = text(32, required=True)
+    out_order_no = pattern(OUT_ORDER_NO, 32, required=True)
+    service_id = text(32, required=True)
+    openid = text(128, required=True)
+    service_introduction = text(20, required=True)
+    post_payments = fields.List(fields.Nested(Payment), required=True,
+                                validate=validate.Length(min=1, max=100))
+    post_discounts = fields.List(fields.Nested(Discount), validate=validate.Length(max=30))
+    time_range = fields.Nested(TimeRange, required=True)
+    location = fields.Nested(Location)
+    total_amount = fen(required=True)
+    profit_sharing = StrictBool()
+    goods_tag = text(32)
+    attach = text(256)
+    notify_url = fields.Url(schemes={"http", "https"}, require_tld=False,
+                            validate=validate.Length(max=255), metadata={"maxLength": 255})
+
+
+class ServiceOrderEntity(Schema):
+    """What query, modify, sync and the USER_CONFIRM / USER_PAID callbacks carry."""
+
+    out_order_no = fields.String()
+    service_id = fields.String()
+    appid = fields.String()
+    mchid = fields.String()
+    service_introduction = fields.String()
+    state = fields.String(validate=validate.OneOf(
+        ["CREATED", "DOING", "DONE", "REVOKED", "EXPIRED"]))
+    state_description = fields.String(validate=validate.OneOf(["USER_CONFIRM", "MCH_COMPLETE"]))
+    post_payments = fields.List(fields.Nested(Payment))
+    post_discounts = fields.List(fields.Nested(Discount))
+    risk_fund = fields.Nested(RiskFund)
+    total_amount = fields.Integer()
+    need_collection = fields.Boolean()
+    collection = fields.Nested(Collection)
+    time_range = fields.Nested(TimeRange)
+    location = fields.Nested(Location)
+    attach = fields.String()
+    notify_url = fields.String()
+    openid = fields.String()
+    order_id = fields.String()
+
+
+class CreateServiceOrderResponse(ServiceOrderEntity):
+    package = fields.String()
+
+
+class OrderRef(Schema):
+    """The short answer of cancel and pay."""
+
+    appid = fields.String()
+    mchid = fields.String()
+    out_order_no = fields.String()
+    service_id = fields.String()
+    order_id = fields.String()
