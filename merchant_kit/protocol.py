@@ -81,8 +81,11 @@ def make_hex_nonce() -> str:
 # ---------------------------------------------------------------- keys
 
 
-def load_private_key(pem: bytes | str) -> PrivateKey:
-    key = serialization.load_pem_private_key(_text(pem), password=None)
+def load_private_key(pem: bytes | str, validate: bool = False) -> PrivateKey:
+    # cryptography re-checks RSA key consistency on load (~50 ms per key); a key that was
+    # wrong would only produce signatures the other side rejects, so checking is opt-in.
+    key = serialization.load_pem_private_key(_text(pem), password=None,
+                                             unsafe_skip_rsa_key_validation=not validate)
     if not isinstance(key, rsa.RSAPrivateKey):
         raise ProtocolError("only RSA private keys are used by API v3")
     return key

@@ -14,6 +14,7 @@ from typing import Any
 from flask import Flask, Response, g, request
 from werkzeug.exceptions import HTTPException
 
+from merchant_kit import protocol
 from sandbox import db, errors, provision
 from sandbox.service import Sandbox, current
 
@@ -38,7 +39,8 @@ def create_app(config: dict | None = None) -> Flask:
     if app.config["PROVISION"]:
         from sandbox.clock import Clock
 
-        provision.ensure_platform(engine, Clock(engine).now_us())
+        provision.ensure_platform(engine, Clock(engine).now_us(),
+                                  app.config.get("KEYGEN") or protocol.generate_private_key)
     sandbox = Sandbox(engine, app.config)
     app.extensions["payscore"] = sandbox
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import string
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,8 +39,12 @@ def _digits(n: int) -> str:
     return "".join(secrets.choice(string.digits) for _ in range(n))
 
 
-def create_platform_certificate(conn: Connection, now_us: int) -> str:
-    key = protocol.generate_private_key()
+KeyGen = Callable[[], protocol.PrivateKey]
+
+
+def create_platform_certificate(conn: Connection, now_us: int,
+                                keygen: KeyGen = protocol.generate_private_key) -> str:
+    key = keygen()
     serial = secrets.randbits(159) | (1 << 158)  # 40 hex digits, like Tenpay's serials
     cert = protocol.make_certificate(key, "Tenpay.com sign (payscore-sandbox)", serial,
                                      to_datetime(now_us))
@@ -53,8 +58,9 @@ def create_platform_certificate(conn: Connection, now_us: int) -> str:
     return serial_hex
 
 
-def create_platform_public_key(conn: Connection, now_us: int) -> str:
-    key = protocol.generate_private_key()
+def create_platform_public_key(conn: Connection, now_us: int,
+                               keygen: KeyGen = protocol.generate_private_key) -> str:
+    key = keygen()
     key_id = protocol.PUBLIC_KEY_ID_PREFIX + _digits(34)
     conn.execute(db.platform_keys.insert().values(
         serial=key_id, kind="public_key",
@@ -64,13 +70,14 @@ def create_platform_public_key(conn: Connection, now_us: int) -> str:
     return key_id
 
 
-def ensure_platform(engine: Engine, now_us: int) -> None:
+def ensure_platform(engine: Engine, now_us: int,
+                    keygen: KeyGen = protocol.generate_private_key) -> None:
     with db.write_tx(engine) as conn:
         kinds = {row.kind for row in conn.execute(select(db.platform_keys.c.kind))}
         if "certificate" not in kinds:
-            create_platform_certificate(conn, now_us)
+            create_platform_certificate(conn, now_us, keygen)
         if "public_key" not in kinds:
-            create_platform_public_key(conn, now_us)
+            create_platform_public_key(conn, now_us, keygen)
 
 
 def load_platform_keys(conn: Connection) -> list[PlatformKey]:
@@ -98,13 +105,13 @@ class NewMerchant:
 
 def add_merchant(conn: Connection, now_us: int, *, name: str = "demo merchant",
                  mchid: str | None = None, notify_url: str | None = None,
-                 risk_fund_ceiling: int = 100000, signing_mode: str = "certificate"
-                 ) -> NewMerchant:
+                 risk_fund_ceiling: int = 100000, signing_mode: str = "certificate",
+                 keygen: KeyGen = protocol.generate_private_key) -> NewMerchant:
     """Provision a merchant with its own API key pair, certificate and APIv3 key."""
     mchid = mchid or ("19" + _digits(8))
     appid = "wx" + secrets.token_hex(8)
     service_id = "2002" + _digits(28)
-    key = protocol.generate_private_key()
+    key = keygen()
     cert = protocol.make_certificate(key, f"{mchid} merchant API certificate",
                                      secrets.randbits(159) | (1 << 158), to_datetime(now_us),
                                      organization="payscore-sandbox merchant")

@@ -6,6 +6,8 @@ them through Flask's test client or a real HTTP connection.
 
 from __future__ import annotations
 
+import functools
+import itertools
 import json
 import time
 from dataclasses import dataclass
@@ -31,17 +33,32 @@ class TestMerchant:
     json_path: Path | None = None
 
 
+@functools.cache
+def _key_pool() -> tuple[protocol.PrivateKey, ...]:
+    return tuple(protocol.generate_private_key() for _ in range(6))
+
+
+def pooled_keygen() -> protocol.PrivateKey:
+    """RSA-2048 generation costs ~60 ms; test sandboxes draw from a small pool instead."""
+    pool = _key_pool()
+    return pool[next(_key_counter) % len(pool)]
+
+
+_key_counter = itertools.count()
+
+
 def make_sandbox(tmp_path: Path, db_url: str | None = None, **config: Any) -> Flask:
     data_dir = tmp_path / "data"
     data_dir.mkdir(parents=True, exist_ok=True)
     cfg = {"DATABASE_URL": db_url or f"sqlite:///{data_dir / 'sandbox.db'}",
-           "DATA_DIR": str(data_dir), "TESTING": True, **config}
+           "DATA_DIR": str(data_dir), "TESTING": True, "KEYGEN": pooled_keygen, **config}
     return create_app(cfg)
 
 
 def add_merchant(app: Flask, base_url: str = "http://127.0.0.1", **kw: Any) -> TestMerchant:
     sb = app.extensions["payscore"]
     with db.write_tx(sb.engine) as conn:
+        kw.setdefault("keygen", sb.config.get("KEYGEN") or protocol.generate_private_key)
         m = provision.add_merchant(conn, sb.clock.now_us(conn), **kw)
         keys = provision.load_platform_keys(conn)
     path = provision.write_merchant_files(sb.data_dir, m, base_url, keys,
