@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import statistics
-import time
 from collections import Counter
 
 import pytest
@@ -220,10 +219,12 @@ def test_ensure_magic_users_alone(engine):
 
 
 @pytest.mark.slow
-def test_seeding_50000_users_is_fast(engine):
-    started = time.perf_counter()
+def test_seeding_the_gray_release_population_inserts_every_user(engine):
+    # The speed target (50,000 users in under 10 s) lives in benchmarks/bench_seed.py.
     with db.write_tx(engine) as conn:
         inserted = population.seed_users(conn, 50_000, seed=11, now_us=NOW)
-    elapsed = time.perf_counter() - started
     assert inserted == 50_000
-    assert elapsed < 10, f"seeding 50,000 users took {elapsed:.1f} s"
+    with db.read_tx(engine) as conn:
+        stored = conn.execute(select(func.count()).select_from(db.users)
+                              .where(db.users.c.seed_batch == "seed-11")).scalar_one()
+    assert stored == 50_000
