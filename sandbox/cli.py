@@ -19,6 +19,7 @@ console = Console()
 COMMAND_MODULES = (
     "sandbox.cli_world",
     "merchant_kit.cli",
+    "sandbox.demo",
     "fault_scenarios.cli",
     "loadtests.cli",
 )
