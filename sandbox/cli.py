@@ -79,7 +79,11 @@ def cli() -> None:
 @click.option("--workers", default=1, show_default=True, type=int,
               help="Server processes (gunicorn); use PostgreSQL for several hosts.")
 @click.option("--threads", default=4, show_default=True, type=int)
-def up(host: str, port: int, data_dir: str, db: str | None, workers: int, threads: int) -> None:
+@click.option("--with-demo-merchant", "merchant_port", type=int, default=None,
+              metavar="PORT", help="Also run the reference merchant (power-bank rental, driver "
+                                   "API on) for the demo merchant on this port.")
+def up(host: str, port: int, data_dir: str, db: str | None, workers: int, threads: int,
+       merchant_port: int | None) -> None:
     """Provision (first start) and serve the sandbox."""
     from sandbox import server
 
@@ -92,8 +96,30 @@ def up(host: str, port: int, data_dir: str, db: str | None, workers: int, thread
                   f"service_id={info['service_id']}")
     console.print(f"credentials: {merchant_json}  — point your client's gateway at {base_url}; "
                   "e.g. MerchantConfig.from_file('" + str(merchant_json) + "')")
-    console.print(f"contract: {base_url}/sandbox/openapi.yaml   control API: {base_url}/sandbox/")
-    server.serve(app.config, host=host, port=port, workers=workers, threads=threads)
+    console.print(f"contract: {base_url}/sandbox/openapi.yaml   control API: {base_url}/sandbox/"
+                  f"   dashboard: {base_url}/sandbox/ui/")
+    child = None
+    if merchant_port is not None:
+        child = _start_demo_merchant(merchant_json, data_dir, host, merchant_port)
+        console.print(f"reference merchant on http://{host}:{merchant_port} (driver API: "
+                      f"/driver/, callbacks: /payscore/notify) — try: payscore scenarios run "
+                      f"--driver http://{host}:{merchant_port}")
+    try:
+        server.serve(app.config, host=host, port=port, workers=workers, threads=threads)
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=10)
+
+
+def _start_demo_merchant(merchant_json: Path, data_dir: str, host: str, port: int):
+    """The reference merchant as a child process, so both stop together."""
+    import subprocess
+
+    return subprocess.Popen([sys.executable, "-m", "sandbox.cli", "merchant-demo",
+                             "--merchant-json", str(merchant_json), "--host", host,
+                             "--port", str(port),
+                             "--data-dir", str(Path(data_dir) / "merchant")])
 
 
 @cli.group()

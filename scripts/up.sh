@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/payscore up "$@"
+exec .venv/bin/payscore up --with-demo-merchant 8090 "$@"
