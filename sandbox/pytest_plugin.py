@@ -47,8 +47,14 @@ class SandboxHandle:
         if self._client is None:
             from merchant_kit.client import PayScoreClient
 
-            self._client = PayScoreClient(self.config)
+            # The sandbox clock can be frozen or advanced; a client on wall time would then
+            # sign "stale" requests, so the fixture's client reads the sandbox's clock.
+            self._client = PayScoreClient(self.config, time_fn=self.now)
         return self._client
+
+    def now(self) -> float:
+        """Seconds on the sandbox clock: give it to your own client/handler as `time_fn`."""
+        return self.sandbox.clock.now_us() / 1_000_000
 
     @property
     def mchid(self) -> str:
@@ -83,7 +89,7 @@ class SandboxHandle:
     def notifications(self, **filters: Any) -> list[dict]:
         query = "&".join(f"{k}={v}" for k, v in filters.items())
         answer = self.control("GET", "/notifications" + (f"?{query}" if query else ""))
-        return answer["items"] if isinstance(answer, dict) else answer
+        return answer["data"]
 
     def drain(self) -> dict:
         return self.control("POST", "/notifications/drain", {})
