@@ -44,28 +44,15 @@ since it may be the echo of our own first try (e.g. ORDER_CANCELED after a 500 o
 from __future__ import annotations
 
 import dataclasses
-import json
-import logging
 import time
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import quote, urlencode
 
 import pybreaker
 import requests
 
-from merchant_kit import protocol
 from merchant_kit.config import MerchantConfig
-from merchant_kit.errors import (
-    ApiError,
-    CircuitOpen,
-    DeadlineExceeded,
-    UntrustedResponse,
-    WechatPayError,
-    error_from_exception,
-    error_from_reply,
-)
+from merchant_kit.errors import ApiError
 from merchant_kit.keys import PlatformCertificate, PlatformKeys
 from merchant_kit.models import (
     CompleteServiceOrderRequest,
@@ -80,20 +67,11 @@ from merchant_kit.models import (
     ServiceOrderAck,
     UserServiceState,
 )
-from merchant_kit.resilience import Breaker, Deadline, RetryPolicy, as_breaker
+from merchant_kit.resilience import Breaker, Deadline, RetryPolicy
+from merchant_kit.transport import Operation, SignedTransport, encode_body
 
-log = logging.getLogger(__name__)
 R = TypeVar("R")
 ORDER = "/v3/payscore/serviceorder"
-
-
-@dataclass(frozen=True)
-class Operation:
-    name: str
-    method: str
-    path: str
-    success: int = 200
-    replay_safe: bool = False  # repeating after an unknown outcome cannot double-apply
 
 
 OPERATIONS = {op.name: op for op in (
@@ -122,125 +100,22 @@ OPERATIONS = {op.name: op for op in (
     Operation("download_certificates", "GET", "/v3/certificates", replay_safe=True),
 )}
 
-Accept = Callable[[Mapping[str, str], bytes], Any]
 
-
-def encode_body(payload: Mapping[str, Any]) -> bytes:
-    """Compact UTF-8 JSON, serialised once; these bytes are both signed and sent (§1.2, §10)."""
-    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
-    if any(ord(ch) > 0xFFFF for ch in text):
-        raise ValueError("WeChat Pay rejects 4-byte UTF-8 characters (emoji) in request bodies")
-    return text.encode("utf-8")
-
-
-class PayScoreClient:
+class PayScoreClient(SignedTransport):
     """One method per operation; thread-safe if the `requests.Session` is used only here."""
+
+    operations = OPERATIONS
 
     def __init__(self, config: MerchantConfig, keys: PlatformKeys | None = None,
                  session: requests.Session | None = None,
                  breaker: Breaker | pybreaker.CircuitBreaker | None = None,
                  retry_policy: RetryPolicy | None = None,
                  time_fn: Callable[[], float] = time.time):
-        self.config = config
-        self.keys = keys if keys is not None else PlatformKeys.from_config(config, time_fn=time_fn)
+        super().__init__(config, keys, session, breaker, retry_policy, time_fn)
+        # Key refreshes fetch /v3/certificates through this client, signed and verified.
         self.keys.bind_downloader(self.download_certificates)
-        self.session = session if session is not None else requests.Session()
-        self.breaker = as_breaker(breaker)
-        self.retry_policy = retry_policy if retry_policy is not None else RetryPolicy()
-        self._time = time_fn
 
-    def health(self) -> dict[str, Any]:
-        """Breaker and retry-budget state, for the merchant's health endpoint."""
-        budget = self.retry_policy.budget
-        return {"breaker": self.breaker.snapshot(),
-                "retry_budget": budget.snapshot() if budget is not None else None,
-                "platform_keys": {"mode": self.keys.mode,
-                                  "serials": sorted(self.keys.snapshot())}}
-
-    # ------------------------------------------------------------------ core
-
-    def _deadline(self) -> Deadline:
-        return Deadline(self.config.total_deadline, self.retry_policy.clock)
-
-    def _call(self, name: str, *, path_params: Mapping[str, str] | None = None,
-              query: list[tuple[str, str]] | None = None, body: bytes | None = None,
-              deadline: Deadline | None = None, accept: Accept | None = None) -> Any:
-        op = OPERATIONS[name]
-        if path_params and body and set(path_params) & set(json.loads(body)):
-            # §1.2: WeChat rejects a field mapped from both the URI template and the body.
-            raise ValueError(f"{name}: path parameters must not be repeated in the body")
-        params = {k: quote(str(v), safe="") for k, v in (path_params or {}).items()}
-        path = op.path.format(**params)
-        # Query built here, in a fixed order, and left alone by requests: what we sign is sent.
-        target = path + ("?" + urlencode(query) if query else "")
-        dl = deadline or self._deadline()
-        return self.retry_policy.run(lambda _n: self._attempt(op, target, body, dl, accept),
-                                     replay_safe=op.replay_safe, deadline=dl)
-
-    def _attempt(self, op: Operation, target: str, body: bytes | None, deadline: Deadline,
-                 accept: Accept | None) -> Any:
-        remaining = deadline.remaining()
-        if remaining <= 0:
-            raise DeadlineExceeded(f"{op.name}: total deadline exhausted", operation=op.name)
-        try:
-            probe = self.breaker.admit()
-        except CircuitOpen as exc:
-            exc.operation = op.name
-            raise
-        outcome: BaseException | None = None
-        try:
-            return self._exchange(op, target, body, remaining, accept)
-        except WechatPayError as exc:
-            exc.operation = exc.operation or op.name
-            outcome = exc
-            raise
-        finally:
-            self.breaker.record(outcome, probe)
-
-    def _exchange(self, op: Operation, target: str, body: bytes | None, remaining: float,
-                  accept: Accept | None) -> Any:
-        cfg = self.config
-        headers = {"Accept": "application/json", "User-Agent": cfg.user_agent}
-        if body is not None:
-            headers["Content-Type"] = "application/json"
-        serial = self.keys.request_serial()
-        if serial:
-            headers["Wechatpay-Serial"] = serial
-        prepared = self.session.prepare_request(
-            requests.Request(op.method, cfg.base_url + target, data=body, headers=headers))
-        raw_body = prepared.body if isinstance(prepared.body, bytes) else b""
-        prepared.headers["Authorization"] = protocol.build_authorization(
-            cfg.mchid, cfg.merchant_serial_no, cfg.private_key, op.method, prepared.path_url,
-            raw_body, int(self._time()), protocol.make_nonce())
-        timeout = (min(cfg.timeouts.connect, remaining), min(cfg.timeouts.read, remaining))
-        try:
-            settings = self.session.merge_environment_settings(prepared.url, {}, None, None, None)
-            resp = self.session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
-        except requests.RequestException as exc:
-            raise error_from_exception(exc, op.name) from exc
-        status, content, rid = resp.status_code, resp.content, resp.headers.get("Request-ID")
-        log.debug("%s %s -> %s [Request-ID %s]", op.method, prepared.path_url, status, rid)
-        if not 200 <= status < 300:
-            raise error_from_reply(status, resp.headers, content, op.name)
-        try:
-            if accept is not None:
-                return accept(resp.headers, content)
-            self.keys.verify(resp.headers, content)
-            if status == 202 and op.success != 202:
-                raise ApiError("accepted but not processed; repeat with identical parameters",
-                               status=202, code="ACCEPTED", request_id=rid,
-                               outcome_unknown=True)
-            if op.success == 204 and not content:
-                return None
-            data = json.loads(content)
-            if not isinstance(data, dict):
-                raise ValueError("JSON object expected")  # noqa: TRY004 - mapped just below
-            return data
-        except protocol.SignatureRejected as exc:
-            raise UntrustedResponse(reason=exc.reason, status=status, request_id=rid) from exc
-        except ValueError as exc:  # JSONDecodeError, ProtocolError, DecryptionError
-            raise UntrustedResponse(reason="unparseable", status=status, request_id=rid,
-                                    detail=str(exc)) from exc
+    # ------------------------------------------------------------------ request helpers
 
     def _fill(self, request: R) -> R:
         changes = {k: getattr(self.config, k) for k in ("appid", "service_id")
@@ -249,23 +124,6 @@ class PayScoreClient:
 
     def _ids(self, appid: str | None, service_id: str | None) -> tuple[str, str]:
         return appid or self.config.appid, service_id or self.config.service_id
-
-    def _resolve(self, exc: WechatPayError, probe: Callable[[], R | None],
-                 replay: Callable[[], R]) -> R:
-        """After an unknown outcome: probe() says applied (a result) or not (None); else raise."""
-        log.warning("resolving unknown outcome of %s [Request-ID %s]", exc.operation,
-                    exc.request_id)
-        try:
-            found = probe()
-        except ApiError as conflict:
-            if conflict.status is None:  # a local finding (the order differs): the truth
-                raise
-            exc.outcome_unknown = True
-            raise exc from conflict
-        except WechatPayError as failure:
-            exc.outcome_unknown = True
-            raise exc from failure
-        return found if found is not None else replay()
 
     def _find_order(self, out_order_no: str, appid: str, service_id: str,
                     deadline: Deadline) -> ServiceOrder | None:
@@ -296,13 +154,6 @@ class PayScoreClient:
             return None if order is None else _same_order(order, sent)
         return self._guarded(send, probe)
 
-    def _guarded(self, send: Callable[[], R], probe: Callable[[], R | None]) -> R:
-        try:
-            return send()
-        except WechatPayError as exc:
-            if not exc.outcome_unknown:
-                raise
-            return self._resolve(exc, probe, send)
 
     def query_service_order(self, out_order_no: str | None = None, *,
                             query_id: str | None = None, appid: str | None = None,
