@@ -8,6 +8,11 @@ interleave read-modify-write on an order; on PostgreSQL rows are locked with FOR
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import os
+import threading
+import time
+import weakref
 from collections.abc import Iterator
 
 from sqlalchemy import (
@@ -28,7 +33,7 @@ from sqlalchemy import (
     event,
 )
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool
+from sqlalchemy.pool import QueuePool
 
 metadata = MetaData()
 
@@ -148,6 +153,9 @@ orders = Table(
     Index("ix_orders_state_created", "state", "created_us"),
     Index("ix_orders_mch_created", "mchid", "created_us"),
     Index("ix_orders_openid", "openid"),
+    # the dashboard's order list: newest first, alone or per merchant and state (inspect.py)
+    Index("ix_orders_created", "created_us"),
+    Index("ix_orders_mch_state_created", "mchid", "state", "created_us"),
 )
 
 order_events = Table(
@@ -229,6 +237,9 @@ notifications = Table(
     Column("delivered_us", Micros, nullable=True),
     Column("scenario_id", String(32), nullable=True),
     Index("ix_notifications_due", "status", "next_attempt_us"),
+    # the dashboard's outbox list: newest first, alone or per status (inspect.py)
+    Index("ix_notifications_created", "created_us"),
+    Index("ix_notifications_status_created", "status", "created_us"),
 )
 
 delivery_attempts = Table(
@@ -274,6 +285,27 @@ faults = Table(
     Column("taken", Integer, nullable=False, default=0),
     Column("active", Boolean, nullable=False, default=True),
     Column("created_us", Micros, nullable=False),
+    # matching calls so far: the index of the seeded probability draw (sandbox.faults.engine)
+    Column("matched", Integer, nullable=False, default=0, server_default="0"),
+    Column("state", JSON, nullable=True),  # what an effect remembers (rotation, replay, undo)
+    Column("disarmed_us", Micros, nullable=True),
+)
+
+# Bumped in every transaction that changes the set of armed faults (or the platform keys they
+# use): each process re-reads `faults` only when this changes (sandbox.faults.engine).
+fault_version = Table(
+    "fault_version", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("version", BigInteger, nullable=False, default=0),
+)
+
+# Callback faults that stick to or hold a notification once taken (drop, reorder, delay,
+# outage): which ones, so retries stay bent and disarming releases what is held.
+fault_bindings = Table(
+    "fault_bindings", metadata,
+    Column("fault_id", Integer, primary_key=True),
+    Column("notification_id", String(36), primary_key=True),
+    Column("at_us", Micros, nullable=False),
 )
 
 request_log = Table(
@@ -298,13 +330,36 @@ request_log = Table(
 def make_engine(url: str) -> Engine:
     """An engine tuned for the sandbox: WAL + busy timeout on SQLite, pooled PostgreSQL."""
     if url.startswith("sqlite"):
+        # Pooled: opening a SQLite connection (file, WAL index, four PRAGMAs) cost 0.6-1 ms and
+        # a request used five. Unbounded overflow, so a thread that needs a second connection
+        # inside a transaction never waits on the pool while others wait on its lock.
+        pool = {"poolclass": QueuePool, "pool_size": 8, "max_overflow": -1} \
+            if ":memory:" not in url else {}
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30},
-                               poolclass=NullPool if ":memory:" not in url else None)
+                               **pool)
         _configure_sqlite(engine)
-        return engine
-    if url.startswith("postgresql://"):
-        url = "postgresql+psycopg://" + url[len("postgresql://"):]
-    return create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+        if engine.url.database and ":memory:" not in url:
+            engine.payscore_writers = _SqliteWriters(engine.url.database)  # type: ignore[attr-defined]
+    else:
+        if url.startswith("postgresql://"):
+            url = "postgresql+psycopg://" + url[len("postgresql://"):]
+        engine = create_engine(url, pool_size=8, max_overflow=8, pool_pre_ping=True)
+    _close_pool_before_fork(engine)
+    return engine
+
+
+def _close_pool_before_fork(engine: Engine) -> None:
+    """A pooled connection must not cross a fork (the child would share the parent's SQLite
+    file locks or PostgreSQL socket): the gunicorn master closes its idle ones before forking
+    workers, which open their own. Weak, so an engine nobody uses can still be collected."""
+    ref = weakref.ref(engine)
+
+    def dispose() -> None:
+        alive = ref()
+        if alive is not None:
+            alive.dispose()
+
+    os.register_at_fork(before=dispose)
 
 
 def _configure_sqlite(engine: Engine) -> None:
@@ -331,19 +386,103 @@ def is_postgres(conn_or_engine: Connection | Engine) -> bool:
 
 def init_db(engine: Engine) -> None:
     metadata.create_all(engine)
+    add_new_columns(engine)
     with write_tx(engine) as conn:
         if conn.execute(clock.select()).first() is None:
             conn.execute(clock.insert().values(id=1, offset_us=0, frozen_at_us=None))
+        if conn.execute(fault_version.select()).first() is None:
+            conn.execute(fault_version.insert().values(id=1, version=0))
+
+
+def add_new_columns(engine: Engine) -> None:
+    """Columns added to an existing table since its database was created (create_all only
+    creates missing tables): ALTER TABLE ADD COLUMN, for nullable or server-defaulted ones."""
+    from sqlalchemy import inspect
+    from sqlalchemy.exc import DBAPIError
+    from sqlalchemy.schema import CreateColumn
+
+    inspector = inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present or not (column.nullable or column.server_default):
+                continue
+            ddl = CreateColumn(column).compile(dialect=engine.dialect)
+            try:
+                with write_tx(engine) as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {ddl}")
+            except DBAPIError:  # another process added it first
+                if column.name not in {c["name"] for c in inspect(engine).get_columns(
+                        table.name)}:
+                    raise
 
 
 @contextlib.contextmanager
 def write_tx(engine: Engine) -> Iterator[Connection]:
     """One write transaction; SQLite takes the write lock up front (BEGIN IMMEDIATE)."""
+    writers: _SqliteWriters | None = getattr(engine, "payscore_writers", None)
     with engine.connect() as conn:
         if conn.dialect.name == "sqlite":
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-        with conn.begin():
+        with writers.turn() if writers is not None else contextlib.nullcontext(), conn.begin():
             yield conn
+
+
+class _SqliteWriters:
+    """SQLite writers of one file take turns in a queue of our own rather than in SQLite's busy
+    handler, which retries after sleeps of 1, 2, 5, 10 ... 100 ms: every request writes (the
+    request log), so with a few writers waiting those sleeps, not the work, set the latency.
+    A thread lock queues this process's threads; an flock() on `<db>-writers.lock`, polled at
+    most 1 ms apart, the processes. A turn is one write_tx (one nested in it on the same thread
+    is let through). Only an optimisation: whoever waits more than PATIENCE_S for a turn goes
+    ahead without one, into SQLite's own locking and busy timeout exactly as before."""
+
+    PATIENCE_S = 1.0
+
+    def __init__(self, database: str):
+        self.path = database + "-writers.lock"
+        self._threads = threading.RLock()
+        self._depth = 0
+        self._fd: int | None = None
+        self._pid: int | None = None
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        deadline = time.monotonic() + self.PATIENCE_S
+        held_thread = self._threads.acquire(timeout=self.PATIENCE_S)
+        held_file = False
+        try:
+            if held_thread:
+                self._depth += 1
+                if self._depth == 1:
+                    held_file = self._lock_file(deadline)
+            yield
+        finally:
+            if held_file:
+                fcntl.flock(self._descriptor(), fcntl.LOCK_UN)
+            if held_thread:
+                self._depth -= 1
+                self._threads.release()
+
+    def _lock_file(self, deadline: float) -> bool:
+        fd, pause = self._descriptor(), 0.0001
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return True
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    return False
+                time.sleep(pause)
+                pause = min(pause * 2, 0.001)
+
+    def _descriptor(self) -> int:
+        if self._pid != os.getpid():  # a forked child opens its own: flock()s follow the
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # open file
+            self._pid = os.getpid()
+            weakref.finalize(self, os.close, self._fd)
+        assert self._fd is not None
+        return self._fd
 
 
 @contextlib.contextmanager

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from flask import Request
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from merchant_kit import protocol
-from sandbox import errors, provision
+from sandbox import db, errors, provision
 
 AUTH_MESSAGES = {
     "missing": "HTTP头Authorization值格式错误",
@@ -57,6 +58,17 @@ class MerchantCache:
         with self._lock:
             self._by_mchid[mchid] = keys
         return keys
+
+
+def signing_mode(conn: Connection, mchid: str) -> str:
+    """Which platform key signs the merchant's answers (§5.4), read fresh on every request:
+    the control API, faults and tests change it in the database and the very next answer must
+    follow, so unlike the keys above it is not cached."""
+    return conn.execute(_SIGNING_MODE, {"mchid": mchid}).scalar() or "certificate"
+
+
+_SIGNING_MODE = select(db.merchants.c.signing_mode).where(
+    db.merchants.c.mchid == bindparam("mchid"))
 
 
 def canonical_url(request: Request) -> bytes:
@@ -117,12 +129,16 @@ class ResponseSigner:
     """Signs 2xx answers with the platform certificate key or the WeChat Pay public key."""
 
     def __init__(self, keys: list[provision.PlatformKey]):
+        # Certificates of a rotation scoped to one merchant (sandbox.faults sets them): listed
+        # and usable by serial, never the default signer of everyone else.
+        self.reserved: frozenset[str] = frozenset()
         self.replace(keys)
 
     def replace(self, keys: list[provision.PlatformKey]) -> None:
         self.keys = keys
         self.by_serial = {k.serial.upper(): k for k in keys}
-        certs = [k for k in keys if k.kind == "certificate"]
+        certs = [k for k in keys if k.kind == "certificate" and k.serial.upper() not in
+                 self.reserved]
         self.certificate = certs[-1] if certs else None
         self.public_key = next((k for k in reversed(keys) if k.kind == "public_key"), None)
 

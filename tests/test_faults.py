@@ -1,0 +1,469 @@
+"""Fault injection on the API side: each effect kind as specified, only within its scope;
+triggers, disarming, validation, the request log as evidence, and several processes.
+
+Everything here runs through Flask's test client (a dropped connection surfaces as
+ConnectionResetError); tests/test_faults_http.py repeats the transport effects on real sockets.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from sqlalchemy import func, select
+
+from merchant_kit import protocol
+from sandbox import db
+from sandbox.faults.effects import KINDS
+from sandbox.faults.engine import draw
+from sandbox.testing import SignedClient, add_merchant, make_sandbox
+
+S = 1_000_000
+CREATE = "/v3/payscore/serviceorder"
+BRIEF_KINDS = {
+    "http_error", "delay", "reset_before_commit", "reset_after_commit", "truncated_body",
+    "garbage_body", "html_gateway", "bad_signature", "probe_signature", "unsigned",
+    "rotated_serial", "public_key_signing", "callback_duplicate",
+    "callback_concurrent_duplicates", "callback_reorder", "callback_delay", "callback_drop",
+    "callback_tamper", "callback_stale_timestamp", "callback_replay", "callback_probe_signature",
+    "callback_mismatched_content", "outage"}
+
+
+def arm(app, **spec) -> dict:
+    r = app.test_client().post("/sandbox/faults", json=spec)
+    assert r.status_code == 201, r.json
+    return r.json
+
+
+def create(client: SignedClient, out_order_no: str):
+    return client.post(CREATE, client.create_body(out_order_no))
+
+
+def query(client: SignedClient, out_order_no: str):
+    return client.get(CREATE, {"out_order_no": out_order_no, **client.ids()})
+
+
+def order_numbers(sandbox, mchid: str) -> list[str]:
+    o = db.orders.c
+    with sandbox.engine.connect() as conn:
+        return list(conn.execute(select(o.out_order_no).where(o.mchid == mchid)
+                                 .order_by(o.pk)).scalars())
+
+
+def requests_log(app, **filters) -> list[dict]:
+    r = app.test_client().get("/sandbox/requests", query_string=filters)
+    assert r.status_code == 200, r.json
+    return r.json["requests"]
+
+
+def signature_valid(sandbox, r) -> bool:
+    key = sandbox.signer.by_serial.get(r.headers["Wechatpay-Serial"].upper())
+    message = protocol.response_message(r.headers["Wechatpay-Timestamp"],
+                                        r.headers["Wechatpay-Nonce"], r.get_data())
+    return key is not None and protocol.verify(key.public_key, message,
+                                               r.headers["Wechatpay-Signature"])
+
+
+@pytest.fixture
+def other(app):
+    return SignedClient(app, add_merchant(app))
+
+
+# ------------------------------------------------------------------ the catalogue
+
+def test_the_effect_kinds_are_the_closed_catalogue(app):
+    assert set(KINDS) == BRIEF_KINDS
+    for effect in KINDS.values():
+        for hook in set(effect.hooks) - {"action"}:
+            assert hook in effect.appliers or hook in effect.observers, (effect.name, hook)
+        if effect.is_action:
+            assert effect.arm is not None and effect.undo is not None
+    listed = app.test_client().get("/sandbox/faults/kinds").json
+    assert {e["effect"] for e in listed["effects"]} == BRIEF_KINDS
+    delay = next(e for e in listed["effects"] if e["effect"] == "delay")
+    assert delay["params"]["seconds"]["max"] == 30 and delay["params"]["phase"]["choices"] == \
+        ["before", "after"]
+    assert "create_service_order" in listed["operations"]
+    assert "PAYSCORE.USER_PAID" in listed["events"]
+
+
+# ------------------------------------------------------------------ http errors and scope
+
+@pytest.mark.parametrize("params, status, code", [
+    ({}, 500, "SYSTEM_ERROR"),
+    ({"code": "FREQUENCY_LIMITED"}, 429, "FREQUENCY_LIMITED"),
+    ({"code": "NO_AUTH", "message": "商户暂无权限"}, 403, "NO_AUTH"),
+    ({"code": "PARAM_ERROR"}, 400, "PARAM_ERROR"),
+    ({"code": "RATELIMIT_EXCEEDED", "status": 429}, 429, "RATELIMIT_EXCEEDED"),
+])
+def test_http_error_answers_instead_of_the_sandbox_only_in_scope(app, sandbox, client, other,
+                                                                 params, status, code):
+    arm(app, effect="http_error", params=params, mchid=client.merchant.mchid,
+        operation="create_service_order", scenario_id="S6")
+    assert create(other, "OTHER-1").status_code == 200  # another merchant
+    r = create(client, "E-1")
+    assert (r.status_code, r.json["code"]) == (status, code)
+    if "message" in params:
+        assert r.json["message"] == params["message"]
+    assert not any(h.startswith("Wechatpay-") for h, _ in r.headers.items())  # errors are unsigned
+    assert query(client, "E-1").status_code == 404  # another operation: untouched, and the
+    assert "E-1" not in order_numbers(sandbox, client.merchant.mchid)  # error processed nothing
+
+
+def test_http_error_after_commit_keeps_what_the_operation_did(app, sandbox, client):
+    arm(app, effect="http_error", params={"phase": "after"}, mchid=client.merchant.mchid,
+        remaining=1)
+    r = create(client, "AFTER-1")
+    assert (r.status_code, r.json["code"]) == (500, "SYSTEM_ERROR")
+    assert order_numbers(sandbox, client.merchant.mchid) == ["AFTER-1"]
+    again = create(client, "AFTER-1")  # the identical retry finds the order
+    assert again.status_code == 200 and again.json["out_order_no"] == "AFTER-1"
+
+
+def test_delay_before_processing_is_wall_time_in_the_handler(app, sandbox, client):
+    arm(app, effect="delay", mchid=client.merchant.mchid, remaining=1,
+        params={"seconds": 0.3, "phase": "before"})
+    assert create(client, "DB-1").status_code == 200
+    (logged,) = requests_log(app, fault="delay")
+    assert logged["duration_ms"] >= 300 and logged["out_order_no"] == "DB-1"
+
+
+def test_scope_by_order_number_and_by_user(app, sandbox, client):
+    mchid = client.merchant.mchid
+    for no, user in (("U-1", "o_user_one"), ("U-2", "o_user_two")):
+        assert create(client, no).status_code == 200
+        confirmed = app.test_client().post(f"/sandbox/merchants/{mchid}/orders/{no}/confirm",
+                                           json={"openid": user})
+        assert confirmed.status_code == 200, confirmed.json
+    arm(app, effect="http_error", out_order_no="U-1")
+    arm(app, effect="http_error", params={"code": "FREQUENCY_LIMITED"}, openid="o_user_two",
+        operation="query_service_order")
+    assert query(client, "U-1").status_code == 500  # from the query string
+    assert create(client, "U-1").status_code == 500  # from the create body
+    assert create(client, "U-3").status_code == 200
+    assert query(client, "U-2").status_code == 429  # the order's user, looked up
+    assert query(client, "U-3").status_code == 200
+
+
+# ------------------------------------------------------------------ triggers
+
+def test_next_n_calls_then_never_again(app, client):
+    fault = arm(app, effect="http_error", mchid=client.merchant.mchid, remaining=3)
+    statuses = [create(client, f"N-{i}").status_code for i in range(5)]
+    assert statuses == [500, 500, 500, 200, 200]
+    listed = app.test_client().get(f"/sandbox/faults/{fault['id']}").json
+    assert (listed["taken"], listed["trigger"]["remaining"], listed["active"],
+            listed["status"]) == (3, 0, False, "exhausted")
+
+
+def test_probability_draws_are_reproducible_with_a_seed(tmp_path):
+    runs = []
+    for run, seed in enumerate((7, 7, 8)):
+        app = make_sandbox(tmp_path / f"run{run}")
+        client = SignedClient(app, add_merchant(app))
+        arm(app, effect="http_error", mchid=client.merchant.mchid, probability=0.5, seed=seed)
+        runs.append([create(client, f"P-{i}").status_code == 500 for i in range(16)])
+        app.extensions["payscore"].engine.dispose()
+    assert runs[0] == runs[1] == [draw(7, i, 0.5) for i in range(16)]
+    assert runs[2] == [draw(8, i, 0.5) for i in range(16)] != runs[0]
+    assert 3 <= sum(runs[0]) <= 13
+
+
+def test_window_on_the_sandbox_clock(app, sandbox, client):
+    sandbox.clock.freeze()
+    now = sandbox.clock.freeze()
+    arm(app, effect="http_error", mchid=client.merchant.mchid, window_s=60)
+    later = arm(app, effect="http_error", params={"code": "FREQUENCY_LIMITED"},
+                mchid=client.merchant.mchid, start_in_s=120, window_s=60)
+    assert later["status"] == "scheduled" and later["trigger"]["window_start_us"] == \
+        now + 120 * S
+    assert create(client, "W-1").status_code == 500
+    sandbox.clock.shift(61 * S)
+    assert create(client, "W-2").status_code == 200
+    sandbox.clock.shift(60 * S)
+    assert create(client, "W-3").status_code == 429
+    sandbox.clock.shift(60 * S)
+    assert create(client, "W-4").status_code == 200
+    statuses = {f["id"]: f["status"] for f in app.test_client().get("/sandbox/faults").json[
+        "faults"]}
+    assert statuses[later["id"]] == "expired"
+
+
+def test_disarm_one_fault_and_a_scenarios_faults(app, client):
+    http = app.test_client()
+    mine = arm(app, effect="http_error", mchid=client.merchant.mchid, scenario_id="S-A",
+               operation="query_service_order")
+    arm(app, effect="http_error", params={"code": "NO_AUTH"}, mchid=client.merchant.mchid,
+        scenario_id="S-B", operation="create_service_order")
+    arm(app, effect="unsigned", mchid=client.merchant.mchid, scenario_id="S-B")
+    assert create(client, "D-1").status_code == 403
+    assert http.delete(f"/sandbox/faults/{mine['id']}").json["status"] == "disarmed"
+    assert query(client, "D-1").status_code == 404  # no 500 any more
+    gone = http.delete("/sandbox/faults?scenario_id=S-B").json
+    assert len(gone["disarmed"]) == 2
+    r = create(client, "D-2")
+    assert r.status_code == 200 and "Wechatpay-Signature" in r.headers
+    assert http.get("/sandbox/faults?active=true").json["faults"] == []
+    assert http.delete("/sandbox/faults").status_code == 400  # say which, or all=true
+    assert http.delete("/sandbox/faults/999").json["code"] == "RESOURCE_NOT_EXISTS"
+
+
+REFUSED = [
+    ({"effect": "explode"}, "effect", "PARAM_ERROR"),
+    ({"effect": "http_error", "operation": "create_order"}, "operation", "PARAM_ERROR"),
+    ({"effect": "callback_drop", "operation": "create_service_order"}, "operation",
+     "PARAM_ERROR"),
+    ({"effect": "delay", "params": {"seconds": 31}}, "params/seconds", "PARAM_ERROR"),
+    ({"effect": "delay", "params": {"sconds": 3}}, "params/sconds", "PARAM_ERROR"),
+    ({"effect": "http_error", "params": {"code": "MADE_UP"}}, "params/status", "PARAM_ERROR"),
+    ({"effect": "http_error", "probability": 1.5}, "/probability", "PARAM_ERROR"),
+    ({"effect": "http_error", "remaining": 0}, "/remaining", "PARAM_ERROR"),
+    ({"effect": "rotated_serial", "remaining": 2}, "remaining", "PARAM_ERROR"),
+    ({"effect": "public_key_signing"}, "mchid", "PARAM_ERROR"),
+    ({"effect": "callback_reorder", "operation": "PAYSCORE.USER_CONFIRM"}, "operation",
+     "PARAM_ERROR"),
+    ({"effect": "http_error", "mchid": "1900000000"}, None, "MCH_NOT_EXISTS"),
+    ({}, "/effect", "PARAM_ERROR"),
+]
+
+
+def test_arming_refuses_what_it_cannot_do(app):
+    http = app.test_client()
+    for spec, field, code in REFUSED:
+        r = http.post("/sandbox/faults", json=spec)
+        assert r.status_code == 400 and r.json["code"] == code, (spec, r.json)
+        if field is not None:
+            assert r.json["detail"]["field"] == field, (spec, r.json)
+    unknown = http.post("/sandbox/faults", json={"effect": "explode"}).json["detail"]["issue"]
+    assert all(name in unknown for name in BRIEF_KINDS)  # the list of kinds
+    operation = http.post("/sandbox/faults", json={"effect": "http_error",
+                                                   "operation": "nope"}).json["detail"]
+    assert "query_service_order" in operation["issue"] and operation["value"] == "nope"
+    bad_json = http.post("/sandbox/faults", data=b"{nope", content_type="application/json")
+    assert bad_json.status_code == 400 and bad_json.json["code"] == "PARAM_ERROR"
+    assert http.get("/sandbox/faults").json["faults"] == []
+
+
+# ------------------------------------------------------------------ bodies and signatures
+
+def test_truncated_and_garbage_bodies_and_the_gateway_page(app, sandbox, client):
+    mchid = client.merchant.mchid
+    arm(app, effect="truncated_body", mchid=mchid, remaining=1)
+    r = create(client, "T-1")
+    assert r.status_code == 200 and signature_valid(sandbox, r)  # signed over what was sent
+    with pytest.raises(ValueError):
+        json.loads(r.get_data())
+    assert len(r.get_data()) < len(query(client, "T-1").get_data())
+    arm(app, effect="garbage_body", mchid=mchid, remaining=1, params={"signed": "none"})
+    r = query(client, "T-1")
+    assert r.status_code == 200 and "Wechatpay-Signature" not in r.headers
+    with pytest.raises(ValueError):
+        json.loads(r.get_data())
+    arm(app, effect="html_gateway", mchid=mchid, remaining=1)
+    r = create(client, "T-2")
+    assert r.status_code == 502 and r.content_type.startswith("text/html")
+    assert b"<center>nginx</center>" in r.get_data() and "Wechatpay-Signature" not in r.headers
+    assert "T-2" not in order_numbers(sandbox, mchid)
+    assert create(client, "T-2").status_code == 200
+
+
+def test_bad_probe_and_missing_signatures(app, sandbox, client):
+    mchid = client.merchant.mchid
+    assert create(client, "SIG-1").status_code == 200
+    arm(app, effect="bad_signature", mchid=mchid, remaining=1, params={"claim_paid": True})
+    r = query(client, "SIG-1")
+    assert r.status_code == 200 and r.headers["Wechatpay-Serial"] in sandbox.signer.by_serial
+    assert len(r.headers["Wechatpay-Signature"]) == 344 and not signature_valid(sandbox, r)
+    assert (r.json["state"], r.json["collection"]["state"]) == ("DONE", "USER_PAID")
+    real = query(client, "SIG-1")
+    assert real.json["state"] == "CREATED" and signature_valid(sandbox, real)
+    arm(app, effect="probe_signature", mchid=mchid, remaining=1)
+    r = query(client, "SIG-1")
+    assert r.headers["Wechatpay-Signature"].startswith("WECHATPAY/SIGNTEST/")
+    assert r.headers["Wechatpay-Timestamp"] and r.headers["Wechatpay-Nonce"]
+    assert r.json == real.json
+    arm(app, effect="unsigned", mchid=mchid, remaining=1)
+    r = query(client, "SIG-1")
+    assert r.json == real.json and not any(h.startswith("Wechatpay-") for h, _ in r.headers.items())
+
+
+def test_resets_in_process_look_like_a_dropped_connection(app, sandbox, client):
+    mchid = client.merchant.mchid
+    arm(app, effect="reset_before_commit", mchid=mchid, remaining=1, scenario_id="S2")
+    with pytest.raises(ConnectionResetError):
+        create(client, "R-1")
+    assert order_numbers(sandbox, mchid) == []
+    arm(app, effect="reset_after_commit", mchid=mchid, remaining=1, scenario_id="S3")
+    with pytest.raises(ConnectionResetError):
+        create(client, "R-1")
+    assert order_numbers(sandbox, mchid) == ["R-1"]
+    assert create(client, "R-1").status_code == 200
+    logged = requests_log(app, faulted="true")
+    assert [(x["status"], x["fault"], x["scenario_id"]) for x in logged] == \
+        [(444, "reset_before_commit", "S2"), (200, "reset_after_commit", "S3")]
+
+
+# ------------------------------------------------------------------ platform keys
+
+def test_certificate_rotation_for_everyone_then_disarmed(app, sandbox, client):
+    old = create(client, "ROT-1").headers["Wechatpay-Serial"]
+    fault = app.test_client().post("/sandbox/faults/rotate-certificate", json={}).json
+    new = fault["state"]["serial"]
+    r = query(client, "ROT-1")
+    assert r.headers["Wechatpay-Serial"] == new != old and signature_valid(sandbox, r)
+    listed = client.get("/v3/certificates").json["data"]
+    assert {c["serial_no"] for c in listed} == {old, new}
+    app.test_client().delete(f"/sandbox/faults/{fault['id']}")
+    assert query(client, "ROT-1").headers["Wechatpay-Serial"] == old
+    assert [c["serial_no"] for c in client.get("/v3/certificates").json["data"]] == [old]
+
+
+def test_certificate_rotation_scoped_to_one_merchant(app, sandbox, client, other):
+    old = create(client, "ROT-2").headers["Wechatpay-Serial"]
+    fault = arm(app, effect="rotated_serial", mchid=client.merchant.mchid, scenario_id="S13")
+    new = fault["state"]["serial"]
+    mine, theirs = query(client, "ROT-2"), create(other, "ROT-3")
+    assert mine.headers["Wechatpay-Serial"] == new and signature_valid(sandbox, mine)
+    assert theirs.headers["Wechatpay-Serial"] == old and signature_valid(sandbox, theirs)
+    assert {c["serial_no"] for c in other.get("/v3/certificates").json["data"]} == {old, new}
+    assert requests_log(app, scenario_id="S13")[-1]["fault"] == "rotated_serial"
+
+
+def test_public_key_signing_and_switching_back(app, sandbox, client, other):
+    http = app.test_client()
+    mchid = client.merchant.mchid
+    assert create(client, "PK-1").headers["Wechatpay-Serial"] == sandbox.signer.certificate.serial
+    first = http.post(f"/sandbox/merchants/{mchid}/signing-mode",
+                      json={"mode": "migrating", "ratio": 0.2}).json
+    second = http.post(f"/sandbox/merchants/{mchid}/signing-mode",
+                       json={"mode": "public_key"}).json
+    r = query(client, "PK-1")
+    assert r.headers["Wechatpay-Serial"].startswith("PUB_KEY_ID_") and signature_valid(sandbox, r)
+    assert client.get("/v3/certificates").json["code"] == "RESOURCE_NOT_EXISTS"
+    assert not create(other, "PK-2").headers["Wechatpay-Serial"].startswith("PUB_KEY_ID_")
+    assert http.get(f"/sandbox/faults/{first['id']}").json["status"] == "disarmed"
+    http.delete(f"/sandbox/faults/{second['id']}")  # back to where it was before both
+    with sandbox.engine.connect() as conn:
+        row = conn.execute(select(db.merchants).where(db.merchants.c.mchid == mchid)).one()
+    assert (row.signing_mode, row.migration_ratio) == ("certificate", 0.0)
+    assert not query(client, "PK-1").headers["Wechatpay-Serial"].startswith("PUB_KEY_ID_")
+
+
+# ------------------------------------------------------------------ outage
+
+@pytest.mark.parametrize("status, code", [(503, "SERVICE_UNAVAILABLE"), (500, "SYSTEM_ERROR")])
+def test_outage_fails_everything_of_the_scope_for_the_window(app, sandbox, client, other,
+                                                             status, code):
+    sandbox.clock.freeze()
+    arm(app, effect="outage", mchid=client.merchant.mchid, window_s=600,
+        params={"status": status}, scenario_id="S30")
+    answers = [create(client, "O-1"), query(client, "O-1"), client.get("/v3/certificates")]
+    assert {(r.status_code, r.json["code"]) for r in answers} == {(status, code)}
+    assert create(other, "O-2").status_code == 200
+    sandbox.clock.shift(600 * S)
+    assert create(client, "O-1").status_code == 200
+    assert len(requests_log(app, scenario_id="S30", fault="outage")) == 3
+
+
+# ------------------------------------------------------------------ evidence
+
+def test_the_request_log_is_the_evidence(app, client, other):
+    mchid = client.merchant.mchid
+    arm(app, effect="http_error", mchid=mchid, out_order_no="EV-1", remaining=1,
+        scenario_id="S-EV")
+    create(client, "EV-1")
+    create(client, "EV-1")
+    create(other, "EV-1")
+    query(client, "EV-1")
+    mine = requests_log(app, mchid=mchid, out_order_no="EV-1")
+    assert [(x["operation"], x["status"], x["fault"], x["scenario_id"]) for x in mine] == [
+        ("create_service_order", 500, "http_error", "S-EV"),
+        ("create_service_order", 200, None, None),
+        ("query_service_order", 200, None, None)]
+    assert [x["id"] for x in requests_log(app, scenario_id="S-EV")] == [mine[0]["id"]]
+    after = requests_log(app, since_id=mine[0]["id"], operation="create_service_order")
+    assert [x["mchid"] for x in after] == [mchid, other.merchant.mchid]
+    assert requests_log(app, faulted="false", out_order_no="EV-1", limit=1)[0]["id"] == \
+        mine[1]["id"]
+    assert app.test_client().get("/sandbox/requests?since_id=-1").json["code"] == "PARAM_ERROR"
+
+
+# ------------------------------------------------------------------ several processes
+
+def test_another_process_sees_faults_and_a_fault_is_taken_once(tmp_path):
+    """Two apps on one database file stand in for two gunicorn workers."""
+    first = make_sandbox(tmp_path)
+    second = make_sandbox(tmp_path)
+    merchant = add_merchant(first)
+    one, two = SignedClient(first, merchant), SignedClient(second, merchant)
+    assert create(two, "X-0").status_code == 200  # second's cache: nothing armed
+    arm(first, effect="http_error", mchid=merchant.mchid, remaining=3)
+    statuses = [create(c, f"X-{i}").status_code for i, c in enumerate([two, one] * 3, 1)]
+    assert statuses == [500, 500, 500, 200, 200, 200]
+    rotated = arm(first, effect="rotated_serial")["state"]["serial"]
+    assert create(two, "X-9").headers["Wechatpay-Serial"] == rotated  # keys reloaded there
+    for app in (first, second):
+        app.extensions["payscore"].engine.dispose()
+
+
+def test_the_cache_reloads_only_when_the_fault_set_changes(app, sandbox, client, monkeypatch):
+    engine = sandbox.extras["faults"]
+    loads = []
+    original = engine._load
+    monkeypatch.setattr(engine, "_load", lambda version: loads.append(version) or
+                        original(version))
+    for i in range(5):
+        create(client, f"C-{i}")
+    assert len(loads) <= 1  # at most the first call after the fixture's setup
+    before = len(loads)
+    app.test_client().post("/sandbox/faults", json={"effect": "unsigned",
+                                                    "mchid": client.merchant.mchid})
+    for i in range(3):
+        create(client, f"D-{i}")
+    assert len(loads) == before + 1
+
+
+def test_a_broken_version_probe_reloads_and_recovers(app, sandbox, client, caplog):
+    probe = sandbox.extras["faults"].probe
+    assert create(client, "BP-0").status_code == 200 and probe.read() is not None
+    probe._dbapi.close()  # the held connection dies under the probe
+    arm(app, effect="http_error", mchid=client.merchant.mchid, remaining=2)
+    assert [create(client, f"BP-{i}").status_code for i in (1, 2, 3)] == [500, 500, 200]
+    assert probe.read() is not None  # a new connection
+    assert sum("could not read the fault version" in r.message for r in caplog.records) == 1
+
+
+def test_rows_written_by_hand_get_defaults_and_bad_ones_are_ignored(app, sandbox, client):
+    with db.write_tx(sandbox.engine) as conn:
+        for effect, params in (("http_error", {"status": 503}), ("delay", {"seconds": 99}),
+                               ("warp_drive", {})):
+            conn.execute(db.faults.insert().values(
+                effect=effect, hook="before", params=params, mchid=client.merchant.mchid,
+                taken=0, active=True, created_us=sandbox.clock.now_us(conn)))
+    r = create(client, "H-1")  # the bad delay (99 s) and the unknown kind are skipped
+    assert (r.status_code, r.json["code"]) == (503, "SYSTEM_ERROR")
+    listed = app.test_client().get("/sandbox/faults").json["faults"]
+    assert sorted(f["effect"] for f in listed) == ["delay", "http_error", "warp_drive"]
+
+
+def test_an_old_database_gets_the_new_fault_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:  # the faults table as the first release created it
+        conn.execute("CREATE TABLE faults (id INTEGER PRIMARY KEY, scenario_id VARCHAR(32), "
+                     "effect VARCHAR(32) NOT NULL, hook VARCHAR(16) NOT NULL, params JSON, "
+                     "mchid VARCHAR(32), out_order_no VARCHAR(32), openid VARCHAR(128), "
+                     "operation VARCHAR(48), remaining INTEGER, probability FLOAT, "
+                     "seed INTEGER, window_start_us BIGINT, window_end_us BIGINT, "
+                     "taken INTEGER NOT NULL, active BOOLEAN NOT NULL, "
+                     "created_us BIGINT NOT NULL)")
+        conn.execute("INSERT INTO faults (effect, hook, taken, active, created_us) "
+                     "VALUES ('unsigned', 'after', 0, 0, 1)")
+    app = make_sandbox(tmp_path, db_url=f"sqlite:///{path}")
+    sb = app.extensions["payscore"]
+    with sb.engine.connect() as conn:
+        row = conn.execute(select(db.faults)).one()
+        assert (row.matched, row.state, row.disarmed_us) == (0, None, None)
+        assert conn.execute(select(func.count()).select_from(db.fault_version)).scalar() == 1
+    sb.engine.dispose()
