@@ -252,6 +252,7 @@ delivery_attempts = Table(
     Column("answer", Text, nullable=True),
     Column("error", String(255), nullable=True),
     Column("fault", String(64), nullable=True),
+    Column("scenario_id", String(32), nullable=True),  # of the fault taken, for the judges
     Column("signature_serial", String(64), nullable=True),
 )
 

@@ -190,7 +190,8 @@ class Dispatcher:
             fault = delivery.fault or ("drop" if delivery.copies <= 0 else None)
             records = [{"notification_id": row.id, "at_us": now_us, "status_code": a.status_code,
                         "latency_ms": a.latency_ms, "answer": a.answer, "error": a.error,
-                        "fault": fault and fault[:64], "signature_serial": serial and serial[:64]}
+                        "fault": fault and fault[:64], "signature_serial": serial and serial[:64],
+                        "scenario_id": delivery.scenario_id and delivery.scenario_id[:32]}
                        for a in attempts]
             work.append((row.id, values, records))
             outcomes.append(Outcome(row.id, status, records))

@@ -261,9 +261,10 @@ def _summary(row, attempt_rows: int) -> dict:
 
 def attempt_view(record: Mapping) -> dict:
     """An attempt row (or the record the dispatcher just wrote) as the control API shows it."""
-    keys = ("status_code", "latency_ms", "answer", "error", "fault", "signature_serial")
+    keys = ("status_code", "latency_ms", "answer", "error", "fault", "signature_serial",
+            "scenario_id")
     return {"at_us": record["at_us"], "at_time": _time(record["at_us"]),
-            **{key: record[key] for key in keys}}
+            **{key: record.get(key) for key in keys}}
 
 
 def list_notifications(conn: Connection, *, mchid: str | None = None,
