@@ -39,9 +39,13 @@ class Sandbox:
         with engine.connect() as conn:
             self.signer = ResponseSigner(provision.load_platform_keys(conn))
         self.extras: dict[str, object] = {}
+        from sandbox.backend.permissions import Permissions
+        from sandbox.backend.refunds import Refunds
         from sandbox.backend.serviceorders import ServiceOrders
 
         self.orders = ServiceOrders(engine)
+        self.permissions = Permissions(engine)
+        self.refunds = Refunds(engine)
 
     def reload_platform_keys(self) -> None:
         with self.engine.connect() as conn:

@@ -38,6 +38,9 @@ class Rule:
 # (event, from-state) -> Rule. Missing pairs are illegal; ILLEGAL says which error.
 TABLE: dict[tuple[str, State], Rule] = {
     ("create_confirmed", None): Rule(CONFIRMED, "no-confirm create for an authorised user"),  # type: ignore[dict-item]
+    ("create", None): Rule(CREATED, "need-confirm create"),  # type: ignore[dict-item]
+    ("direct_complete", None): Rule(COMPLETED, "create+complete, something to collect"),  # type: ignore[dict-item]
+    ("direct_complete_free", None): Rule(DONE_FREE, "create+complete with total 0"),  # type: ignore[dict-item]
     ("user_confirm", CREATED): Rule(CONFIRMED),
     ("user_decline", CREATED): Rule(REVOKED, "user declined on the confirm page"),
     ("expire", CREATED): Rule(EXPIRED, "30 days untouched"),

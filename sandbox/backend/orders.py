@@ -15,10 +15,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.engine import Connection, Row
 
+from merchant_kit.protocol import CST
 from sandbox import db, errors, statemachine
 from sandbox.statemachine import State
 
 CREATE_REPLAY_MISMATCH = ("订单重入参数校验失败", "271316598")
+# §2.6-§2.8: modify, pay and sync refuse while an automatic deduction is in flight
+DEBIT_IN_PROGRESS = ("单据正在扣款中，请稍后再试", "271316754")
 
 
 def digest(data: dict) -> str:
@@ -47,6 +50,29 @@ def lock_order(conn: Connection, mchid: str, out_order_no: str) -> Row:
     if row is None:
         raise errors.OrderNotExist("订单不存在", internal_code="271317510")
     return row
+
+
+def replay_mismatch() -> errors.InvalidRequest:
+    message, internal = CREATE_REPLAY_MISMATCH
+    return errors.InvalidRequest(message, internal_code=internal)
+
+
+def check_not_deducting(order: Row) -> None:
+    if order.deducting:
+        message, internal = DEBIT_IN_PROGRESS
+        raise errors.InvalidRequest(message, internal_code=internal)
+
+
+def insert_order(conn: Connection, event: str, now_us: int, detail: dict | None = None,
+                 **values: Any) -> Row:
+    """A new order whose first state the transition table gives for (event, None)."""
+    state, description, collection = statemachine.next_state(event, None)  # type: ignore[arg-type]
+    pk = conn.execute(db.orders.insert().values(
+        state=state, state_description=description, collection_state=collection,
+        created_us=now_us, updated_us=now_us, version=1, **values)).inserted_primary_key[0]
+    record_event(conn, pk, now_us, event, None,
+                 statemachine.name((state, description, collection)), detail)
+    return reload(conn, pk)
 
 
 def transition(conn: Connection, order: Row, event: str, now_us: int,
@@ -90,8 +116,10 @@ def entity(conn: Connection, order: Row) -> dict[str, Any]:
     out: dict[str, Any] = {
         "out_order_no": order.out_order_no, "service_id": order.service_id,
         "appid": order.appid, "mchid": order.mchid,
-        "service_introduction": doc["service_introduction"], "state": order.state,
+        "state": order.state,
     }
+    if doc.get("service_introduction"):
+        out["service_introduction"] = doc["service_introduction"]
     if order.state_description:
         out["state_description"] = order.state_description
     for key in ("post_payments", "post_discounts", "risk_fund", "time_range", "location",
@@ -138,3 +166,105 @@ def find_order(conn: Connection, mchid: str, appid: str, service_id: str,
         # another merchant's order, or another appid: indistinguishable from "no such order"
         raise errors.OrderNotExist("订单不存在", internal_code="271317510")
     return row
+
+
+# ---------------------------------------------------------------- amount and time rules
+
+
+def check_total(body: dict) -> int:
+    """total_amount must equal the payments minus the discounts (§2.5); `amount` is the line
+    total, `count` is display only (the reference leaves it open; merchants merge lines)."""
+    payments = sum(p.get("amount", 0) for p in body.get("post_payments", []))
+    discounts = sum(d.get("amount", 0) for d in body.get("post_discounts", []))
+    total = body.get("total_amount", payments - discounts)
+    if total != payments - discounts or total < 0:
+        raise errors.ParamError("最终总金额计算非法",
+                                detail={"field": "/total_amount", "issue":
+                                        "must equal sum(post_payments) - sum(post_discounts)",
+                                        "location": "body"})
+    return total
+
+
+def _moment(text: str) -> tuple[str, int]:
+    """('day' | 'second', microseconds of its first instant) for a validated payscore time."""
+    from sandbox.clock import from_datetime
+    from sandbox.schemas.common import parse_payscore_time
+
+    moment = parse_payscore_time(text)
+    if moment is None:  # the schema already refused it; defensive for stored documents
+        raise errors.param_error("/time_range", "not a real date/time", text)
+    return ("day" if len(text) == 8 else "second"), from_datetime(moment)
+
+
+def _day_start_us(us: int) -> int:
+    from sandbox.clock import from_datetime, to_datetime
+
+    local = to_datetime(us).astimezone(CST)
+    return from_datetime(local.replace(hour=0, minute=0, second=0, microsecond=0))
+
+
+def check_create_times(time_range: dict, now_us: int) -> None:
+    """§2.1 TimeRange at create, in China time: a second-precision start must lie after the
+    call, a day-precision one today or later; an end after the start and after now + 1 min
+    (second precision) or on/after the start's day and today (day precision)."""
+    now_s_us = now_us - now_us % 1_000_000
+    today = _day_start_us(now_us)
+    start = time_range["start_time"]
+    start_first = None
+    if start != "OnAccept":
+        precision, start_first = _moment(start)
+        if precision == "second" and start_first <= now_s_us:
+            raise _time_error("/time_range/start_time", "服务开始时间不能早于当前时间", start)
+        if precision == "day" and start_first < today:
+            raise _time_error("/time_range/start_time", "服务开始日期不能早于当天", start)
+    end = time_range.get("end_time")
+    if end is None:
+        return
+    precision, end_first = _moment(end)
+    if precision == "second":
+        if end_first <= now_s_us + 60_000_000:
+            raise _time_error("/time_range/end_time", "预计结束时间需晚于当前时间1分钟", end)
+        if start_first is not None and end_first <= start_first:
+            raise _time_error("/time_range/end_time", "预计结束时间需晚于服务开始时间", end)
+    else:
+        if end_first < today:
+            raise _time_error("/time_range/end_time", "预计结束日期不能早于当天", end)
+        if start_first is not None and end_first < _day_start_us(start_first):
+            raise _time_error("/time_range/end_time", "预计结束日期不能早于服务开始日期", end)
+
+
+def accepted_at(conn: Connection, order: Row) -> int | None:
+    """When the user confirmed (or the no-confirm order was created): an OnAccept start."""
+    e = db.order_events
+    return conn.execute(select(e.c.at_us).where(
+        e.c.order_pk == order.pk, e.c.kind.in_(("user_confirm", "create_confirmed")))
+        .order_by(e.c.id.desc()).limit(1)).scalar()
+
+
+def check_actual_times(start: str | None, end: str | None, now_us: int,
+                       accepted_us: int | None = None) -> None:
+    """At complete / direct-complete (§2.1): the real end is known, not after the call and not
+    before the start (for OnAccept: the moment the user confirmed)."""
+    if end is None:
+        raise errors.param_error("/time_range/end_time",
+                                 "required at complete when not given at create")
+    end_precision, end_first = _moment(end)
+    if end_precision == "second" and end_first > now_us:
+        raise _time_error("/time_range/end_time", "实际结束时间不能晚于使用完结接口的时间", end)
+    if end_precision == "day" and end_first > _day_start_us(now_us):
+        raise _time_error("/time_range/end_time", "实际结束时间不能晚于使用完结接口的时间", end)
+    if start == "OnAccept" and accepted_us is not None:
+        start_precision, start_first = "second", accepted_us - accepted_us % 1_000_000
+    elif start and start != "OnAccept":
+        start_precision, start_first = _moment(start)
+    else:
+        return
+    if "day" in (start_precision, end_precision):
+        start_first, end_first = _day_start_us(start_first), _day_start_us(end_first)
+    if end_first < start_first:
+        raise _time_error("/time_range/end_time", "真实结束时间小于预计开始时间", end)
+
+
+def _time_error(field: str, message: str, value: str) -> errors.ParamError:
+    return errors.ParamError(message, detail={"field": field, "value": value,
+                                              "issue": message, "location": "body"})

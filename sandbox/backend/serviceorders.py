@@ -6,12 +6,15 @@ import secrets
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 
-from sandbox import db, errors, provision
+from sandbox import db, errors, provision, statemachine
 from sandbox.backend import orders as o
 from sandbox.callbacks import outbox
 from sandbox.world import reactions
+
+_DOC_KEYS = ("service_introduction", "post_payments", "post_discounts", "risk_fund",
+             "time_range", "location", "attach", "device")
 
 
 class ServiceOrders:
@@ -25,40 +28,30 @@ class ServiceOrders:
             merchant = provision.merchant_row(conn, mchid)
             o.check_merchant_ids(merchant, body["appid"], body["service_id"])
             request_digest = o.digest(body)
-            existing = conn.execute(db.for_update(select(db.orders).where(
-                db.orders.c.mchid == mchid, db.orders.c.out_order_no == body["out_order_no"]),
-                conn)).first()
+            existing = self._existing(conn, mchid, body["out_order_no"])
             if existing is not None:
                 if existing.request_digest != request_digest:
-                    message, internal = o.CREATE_REPLAY_MISMATCH
-                    raise errors.InvalidRequest(message, internal_code=internal)
+                    raise o.replay_mismatch()
                 return o.create_answer(conn, existing)  # "原参重入": the same order (§1.4)
             risk = body["risk_fund"]
             if risk["amount"] > merchant.risk_fund_ceiling:
                 raise errors.InvalidRequest("创建订单的订单风险金额超过此服务的服务风险金额")
+            o.check_create_times(body["time_range"], now_us)
             reactions.check_create(conn, merchant, body.get("openid"), risk["amount"], now_us)
             confirmed = not body.get("need_user_confirm", True)
             if confirmed:
-                self._require_authorised(conn, merchant, body["openid"])
-            doc = {k: body[k] for k in ("service_introduction", "post_payments",
-                                        "post_discounts", "risk_fund", "time_range",
-                                        "location", "attach", "device") if k in body}
+                require_authorised(conn, merchant.mchid, merchant.service_id, body["openid"])
+            doc = {k: body[k] for k in _DOC_KEYS if k in body}
             doc["package"] = secrets.token_urlsafe(48)
-            pk = conn.execute(db.orders.insert().values(
+            order = o.insert_order(
+                conn, "create_confirmed" if confirmed else "create", now_us,
+                {"need_user_confirm": not confirmed},
                 mchid=mchid, out_order_no=body["out_order_no"], order_id=o.new_order_id(),
                 query_id=secrets.token_hex(16), appid=body["appid"],
                 service_id=body["service_id"], openid=body.get("openid"),
-                need_user_confirm=not confirmed, state="CREATED", state_description=None,
-                collection_state=None, total_amount=None, paid_amount=0,
+                need_user_confirm=not confirmed, total_amount=None, paid_amount=0,
                 request_digest=request_digest, doc=doc, notify_url=body.get("notify_url"),
-                deducting=False, created_us=now_us, updated_us=now_us, version=1,
-            )).inserted_primary_key[0]
-            o.record_event(conn, pk, now_us, "create", None, "CREATED",
-                           {"need_user_confirm": not confirmed})
-            order = o.reload(conn, pk)
-            if confirmed:
-                o.transition(conn, order, "user_confirm", now_us, {"mode": "pre-authorised"})
-                order = o.reload(conn, pk)
+                deducting=False)
             reactions.on_order_created(conn, order, now_us)
             return o.create_answer(conn, order)
 
@@ -84,27 +77,21 @@ class ServiceOrders:
         with db.write_tx(self.engine) as conn:
             order = self._own(conn, mchid, out_order_no, body)
             complete_digest = o.digest(body)
-            if order.state_description == "MCH_COMPLETE" or order.state == "DONE":
-                if order.complete_digest == complete_digest and order.state == "DOING":
+            if statemachine.state_of(order) == statemachine.COMPLETED:
+                # §1.4: an identical re-entry answers again; anything else is refused
+                if order.complete_digest == complete_digest:
                     return self._complete_answer(conn, order)
-                if order.complete_digest is not None and order.state == "DOING":
-                    message, internal = o.CREATE_REPLAY_MISMATCH
-                    raise errors.InvalidRequest(message, internal_code=internal)
-            total = check_total(body)
-            risk_amount = order.doc["risk_fund"]["amount"]
-            if order.doc["risk_fund"]["name"] == "ESTIMATE_ORDER_COST":
-                merchant = provision.merchant_row(conn, mchid)
-                if total > merchant.risk_fund_ceiling:
-                    raise errors.InvalidRequest("总金额超过此服务的服务风险金额",
-                                                internal_code="271316656")
-            elif total > risk_amount:
-                raise errors.InvalidRequest("总金额超过订单风险金额")
-            check_end_time(order, body, now_us)
-            doc = dict(order.doc)
-            for key in ("post_payments", "post_discounts", "time_range", "device"):
-                if key in body:
-                    doc[key] = {**doc.get(key, {}), **body[key]} if key == "time_range" \
-                        else body[key]
+                raise o.replay_mismatch()
+            statemachine.next_state("complete", statemachine.state_of(order))  # state first
+            total = o.check_total(body)
+            self._check_ceiling(conn, order, total)
+            start = order.doc["time_range"].get("start_time")
+            end = (body.get("time_range") or {}).get("end_time") \
+                or order.doc["time_range"].get("end_time")
+            o.check_actual_times(start, end, now_us, o.accepted_at(conn, order))
+            doc = replace_amounts(dict(order.doc), body)
+            if "time_range" in body:
+                doc["time_range"] = {**doc["time_range"], **body["time_range"]}
             if "location" in body:
                 doc["location"] = {**(doc.get("location") or {}), **body["location"]}
             event = "complete" if total > 0 else "complete_free"
@@ -114,6 +101,100 @@ class ServiceOrders:
             if total > 0:
                 reactions.on_order_completed(conn, order, now_us)
             return self._complete_answer(conn, order)
+
+    def modify_service_order(self, mchid: str, out_order_no: str, body: dict,
+                             now_us: int) -> dict[str, Any]:
+        """§2.6: lower the amount still to collect; each modification lowers it again."""
+        with db.write_tx(self.engine) as conn:
+            order = self._own(conn, mchid, out_order_no, body)
+            modify_digest = o.digest(body)
+            if order.doc.get("modify_digest") == modify_digest \
+                    and statemachine.state_of(order) == statemachine.COMPLETED:
+                return o.entity(conn, order)  # the same modification, sent again
+            statemachine.next_state("modify", statemachine.state_of(order))
+            o.check_not_deducting(order)
+            total = o.check_total(body)
+            if total >= (order.total_amount or 0):
+                raise errors.InvalidRequest("修改后的订单金额必须小于原订单金额",
+                                            detail={"field": "/total_amount",
+                                                    "value": total, "location": "body",
+                                                    "issue": "may only go down"})
+            if total < 1:
+                raise errors.param_error("/total_amount",
+                                         "must stay above 0: nothing left to collect is "
+                                         "not a modification", total)
+            doc = replace_amounts({**order.doc, "modify_digest": modify_digest}, body)
+            o.transition(conn, order, "modify", now_us,
+                         {"from_total": order.total_amount, "total_amount": total,
+                          "reason": body["reason"]}, total_amount=total, doc=doc)
+            return o.entity(conn, o.reload(conn, order.pk))
+
+    def pay_service_order(self, mchid: str, out_order_no: str, body: dict,
+                          now_us: int) -> dict[str, Any]:
+        """§2.7: ask WeChat to try collecting now; the world decides whether it can."""
+        with db.write_tx(self.engine) as conn:
+            order = self._own(conn, mchid, out_order_no, body)
+            statemachine.next_state("pay", statemachine.state_of(order))
+            o.check_not_deducting(order)
+            reactions.on_pay_requested(conn, order, now_us)
+            o.transition(conn, order, "pay", now_us, {"by": "merchant"})
+            return self._ref(order)
+
+    def sync_service_order(self, mchid: str, out_order_no: str, body: dict,
+                           now_us: int) -> dict[str, Any]:
+        """§2.8: the user paid the merchant another way; the order is done (paid_type MCH).
+
+        No PAYSCORE.USER_PAID callback follows: the merchant told WeChat, not the reverse.
+        """
+        from sandbox.clock import from_datetime
+        from sandbox.schemas.common import parse_payscore_time
+
+        with db.write_tx(self.engine) as conn:
+            order = self._own(conn, mchid, out_order_no, body)
+            statemachine.next_state("sync_paid", statemachine.state_of(order))
+            o.check_not_deducting(order)
+            paid_time = body["detail"]["paid_time"]
+            paid_us = from_datetime(parse_payscore_time(paid_time))  # type: ignore[arg-type]
+            if paid_us > now_us:
+                raise errors.param_error("/detail/paid_time", "must not be in the future",
+                                         paid_time)
+            settle_paid(conn, order.pk, now_us, paid_type="MCH", paid_us=paid_us)
+            reactions.on_order_paid(conn, order.pk, now_us)
+            return o.entity(conn, o.reload(conn, order.pk))
+
+    def direct_complete_service_order(self, mchid: str, body: dict,
+                                      now_us: int) -> dict[str, Any]:
+        """§2.9: create and complete at once for a pre-authorised user (no risk fund)."""
+        with db.write_tx(self.engine) as conn:
+            merchant = provision.merchant_row(conn, mchid)
+            o.check_merchant_ids(merchant, body["appid"], body["service_id"])
+            request_digest = o.digest(body)
+            existing = self._existing(conn, mchid, body["out_order_no"])
+            if existing is not None:
+                if existing.request_digest != request_digest:
+                    raise o.replay_mismatch()
+                return self._direct_answer(conn, existing)
+            total = o.check_total(body)
+            if total > 0 and not body.get("notify_url"):
+                raise errors.param_error("/notify_url",
+                                         "required when there is something to collect")
+            o.check_actual_times(body["time_range"]["start_time"],
+                                 body["time_range"]["end_time"], now_us)
+            require_authorised(conn, mchid, merchant.service_id, body["openid"])
+            reactions.check_create(conn, merchant, body["openid"], total, now_us)
+            doc = {k: body[k] for k in _DOC_KEYS if k in body}
+            order = o.insert_order(
+                conn, "direct_complete" if total > 0 else "direct_complete_free", now_us,
+                {"total_amount": total},
+                mchid=mchid, out_order_no=body["out_order_no"], order_id=o.new_order_id(),
+                query_id=secrets.token_hex(16), appid=body["appid"],
+                service_id=body["service_id"], openid=body["openid"], need_user_confirm=False,
+                total_amount=total, paid_amount=0, request_digest=request_digest,
+                complete_digest=request_digest, doc=doc, notify_url=body.get("notify_url"),
+                deducting=False)
+            if total > 0:
+                reactions.on_order_completed(conn, order, now_us)
+            return self._direct_answer(conn, order)
 
     # ------------------------------------------------------------ simulated users
 
@@ -142,12 +223,20 @@ class ServiceOrders:
     def deduction_succeeded(self, order_pk: int, now_us: int, paid_type: str = "NEWTON"
                             ) -> dict[str, Any]:
         with db.write_tx(self.engine) as conn:
-            return settle_paid(conn, order_pk, now_us, paid_type)
+            paid = settle_paid(conn, order_pk, now_us, paid_type)
+            reactions.on_order_paid(conn, order_pk, now_us)  # the user's on-time record
+            return paid
 
     # ------------------------------------------------------------ helpers
 
     @staticmethod
-    def _own(conn, mchid: str, out_order_no: str, body: dict) -> Row:
+    def _existing(conn: Connection, mchid: str, out_order_no: str) -> Row | None:
+        return conn.execute(db.for_update(select(db.orders).where(
+            db.orders.c.mchid == mchid, db.orders.c.out_order_no == out_order_no),
+            conn)).first()
+
+    @staticmethod
+    def _own(conn: Connection, mchid: str, out_order_no: str, body: dict) -> Row:
         order = o.lock_order(conn, mchid, out_order_no)
         if order.appid != body["appid"] or order.service_id != body["service_id"]:
             raise errors.ParamError("appid或service_id与订单不一致",
@@ -156,60 +245,66 @@ class ServiceOrders:
         return order
 
     @staticmethod
+    def _check_ceiling(conn: Connection, order: Row, total: int) -> None:
+        """先享 (ESTIMATE_ORDER_COST): the service's ceiling; 先免: the order's risk fund."""
+        risk = order.doc["risk_fund"]
+        if risk["name"] == "ESTIMATE_ORDER_COST":
+            merchant = provision.merchant_row(conn, order.mchid)
+            if total > merchant.risk_fund_ceiling:
+                raise errors.InvalidRequest("总金额超过此服务的服务风险金额",
+                                            internal_code="271316656")
+        elif total > risk["amount"]:
+            raise errors.InvalidRequest("总金额超过订单风险金额")
+
+    @staticmethod
     def _ref(order: Row) -> dict[str, Any]:
         return {"appid": order.appid, "mchid": order.mchid, "out_order_no": order.out_order_no,
                 "service_id": order.service_id, "order_id": order.order_id}
 
     @staticmethod
-    def _complete_answer(conn, order: Row) -> dict[str, Any]:
+    def _complete_answer(conn: Connection, order: Row) -> dict[str, Any]:
         out = o.entity(conn, order)
-        out.pop("collection", None)
-        out.pop("openid", None)
-        out.pop("attach", None)
-        out.pop("notify_url", None)
+        for key in ("collection", "openid", "attach", "notify_url"):
+            out.pop(key, None)
         return out
 
     @staticmethod
-    def _require_authorised(conn, merchant: Row, openid: str) -> None:
-        row = conn.execute(select(db.permissions).where(
-            db.permissions.c.mchid == merchant.mchid,
-            db.permissions.c.service_id == merchant.service_id,
-            db.permissions.c.openid == openid,
-            db.permissions.c.state == "AVAILABLE")).first()
-        if row is None:
-            raise errors.NoAuth("请检查服务授权状态")
+    def _direct_answer(conn: Connection, order: Row) -> dict[str, Any]:
+        out = o.entity(conn, order)
+        for key in ("collection", "need_collection", "openid", "risk_fund"):
+            out.pop(key, None)
+        return out
 
 
-def check_total(body: dict) -> int:
-    """total_amount must equal the payments minus the discounts (§2.5)."""
-    payments = sum(p.get("amount", 0) for p in body.get("post_payments", []))
-    discounts = sum(d.get("amount", 0) for d in body.get("post_discounts", []))
-    if body["total_amount"] != payments - discounts:
-        raise errors.ParamError("最终总金额计算非法",
-                                detail={"field": "/total_amount", "issue":
-                                        "must equal sum(post_payments) - sum(post_discounts)",
-                                        "location": "body"})
-    return body["total_amount"]
+def replace_amounts(doc: dict, body: dict) -> dict:
+    """complete/modify replace both lists, so the stored order adds up to its total_amount."""
+    doc["post_payments"] = body["post_payments"]
+    doc.pop("post_discounts", None)
+    if body.get("post_discounts"):
+        doc["post_discounts"] = body["post_discounts"]
+    if "device" in body:
+        doc["device"] = body["device"]
+    return doc
 
 
-def check_end_time(order: Row, body: dict, now_us: int) -> None:
-    from merchant_kit.protocol import payscore_time
-    from sandbox.clock import to_datetime
-
-    end = (body.get("time_range") or {}).get("end_time") or order.doc["time_range"].get("end_time")
-    if end is None:
-        raise errors.param_error("/time_range/end_time",
-                                 "required at complete when not given at create")
-    now_text = payscore_time(to_datetime(now_us))
-    if len(end) == 14 and end > now_text:
-        raise errors.ParamError("实际结束时间不能晚于使用完结接口的时间")
-    start = order.doc["time_range"].get("start_time", "")
-    if start.isdigit() and len(start) == len(end) and end < start:
-        raise errors.ParamError("真实结束时间小于预计开始时间")
+def require_authorised(conn: Connection, mchid: str, service_id: str, openid: str) -> None:
+    """No-confirm create and direct-complete need the user's AVAILABLE authorisation."""
+    row = conn.execute(select(db.permissions.c.pk).where(
+        db.permissions.c.mchid == mchid,
+        db.permissions.c.service_id == service_id,
+        db.permissions.c.openid == openid,
+        db.permissions.c.state == "AVAILABLE").limit(1)).first()
+    if row is None:
+        raise errors.NoAuth("请检查服务授权状态")
 
 
-def settle_paid(conn, order_pk: int, now_us: int, paid_type: str) -> dict[str, Any]:
-    """Record the collection and move the order to DONE/USER_PAID, with USER_PAID callback."""
+def settle_paid(conn: Connection, order_pk: int, now_us: int, paid_type: str,
+                paid_us: int | None = None) -> dict[str, Any]:
+    """Record the collection and move the order to DONE/USER_PAID.
+
+    NEWTON (WeChat collected) sends PAYSCORE.USER_PAID; MCH (`sync`) does not: the merchant
+    reported the payment itself, so there is nothing to tell it.
+    """
     order = conn.execute(db.for_update(select(db.orders).where(db.orders.c.pk == order_pk),
                                        conn)).one()
     amount = (order.total_amount or 0) - order.paid_amount
@@ -220,7 +315,7 @@ def settle_paid(conn, order_pk: int, now_us: int, paid_type: str) -> dict[str, A
     conn.execute(db.transactions.insert().values(
         transaction_id="42" + "".join(secrets.choice("0123456789") for _ in range(26)),
         order_pk=order.pk, mchid=order.mchid, seq=seq, amount=amount, refunded=0,
-        paid_type=paid_type, paid_us=now_us))
+        paid_type=paid_type, paid_us=now_us if paid_us is None else paid_us))
     conn.execute(update(db.orders).where(db.orders.c.pk == order.pk).values(deducting=False))
     order = o.reload(conn, order.pk)
     resource = o.entity(conn, order)

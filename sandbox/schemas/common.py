@@ -6,28 +6,67 @@ These schemas are the single source of the contract: request validation uses the
 
 from __future__ import annotations
 
+import datetime as dt
 import re
+from typing import ClassVar
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates_schema
+
+from merchant_kit.protocol import CST
 
 OUT_ORDER_NO = re.compile(r"^[0-9A-Za-z_\-|*]{1,32}$")
 OUT_REFUND_NO = re.compile(r"^[0-9A-Za-z_\-|*@]{1,64}$")
 AUTH_CODE = re.compile(r"^[0-9A-Za-z_\-|*]{1,32}$")
-PAYSCORE_TIME = re.compile(r"^(\d{8}|\d{14})$")
+# yyyyMMdd or yyyyMMddHHmmss with plausible fields; RealTime below rejects 20240230 as well
+_DATE = r"[12]\d{3}(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])"
+_CLOCK = r"([01]\d|2[0-3])[0-5]\d[0-5]\d"
+PAYSCORE_TIME = re.compile(rf"^{_DATE}({_CLOCK})?$")
+START_TIME = re.compile(rf"^(OnAccept|{_DATE}({_CLOCK})?)$")
+OPENID = re.compile(r"^[0-9A-Za-z_\-]{1,128}$")
+NOTIFY_URL = re.compile(
+    r"^https?://[0-9A-Za-z.\-]{1,200}(:[0-9]{1,5})?(/[0-9A-Za-z._~%!$&'()*+,;=:@/\-]*)?$")
+
+
+class FullMatch(validate.Regexp):
+    """The whole value must match. Python's `$` also matches before a final newline, which
+    ECMA-262 (the contract's regex dialect) does not: "A1\n" is not an out_order_no."""
+
+    def __call__(self, value: str) -> str:
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
+
+
+class NoAstral(validate.Validator):
+    """Only characters of 1-3 UTF-8 bytes (§1.2). Not a Regexp on purpose: a pattern with
+    astral code points means different things to Python and to ECMA-262 (JSON Schema), so the
+    rule lives in the field description instead of a misleading `pattern`."""
+
+    error = "only characters of 1-3 UTF-8 bytes are allowed"
+
+    def __call__(self, value: str) -> str:
+        if any(ord(ch) > 0xFFFF for ch in value):
+            raise ValidationError(self.error)
+        return value
 
 
 def text(max_len: int, required: bool = False, **kw) -> fields.String:
     """A string of at most `max_len` characters (CJK counts as one, §1.2); no 4-byte chars."""
-    validators = [validate.Length(min=1 if required else 0, max=max_len),
-                  validate.Regexp(r"^[^\U00010000-\U0010FFFF]*$",
-                                  error="only characters of 1-3 UTF-8 bytes are allowed")]
+    validators = [validate.Length(min=1 if required else 0, max=max_len), NoAstral()]
     return fields.String(required=required, validate=validators,
-                         metadata={"maxLength": max_len}, **kw)
+                         metadata={"description": "1-3 byte UTF-8 characters only"}, **kw)
 
 
 def pattern(regex: re.Pattern, max_len: int, required: bool = False, **kw) -> fields.String:
-    return fields.String(required=required, validate=validate.Regexp(regex),
-                         metadata={"maxLength": max_len, "pattern": regex.pattern}, **kw)
+    return fields.String(required=required, validate=FullMatch(regex),
+                         metadata={"maxLength": max_len}, **kw)
+
+
+def notify_url(required: bool = False, max_len: int = 255) -> fields.String:
+    """A callback URL: http(s), a host, an optional port and path; no query or fragment (§2.2)."""
+    return fields.String(required=required,
+                         validate=[validate.Length(max=max_len), FullMatch(NOTIFY_URL)],
+                         metadata={"maxLength": max_len})
 
 
 def fen(required: bool = False, minimum: int = 0, **kw) -> fields.Integer:
@@ -59,6 +98,8 @@ class Payment(Strict):
     description = text(30)
     count = fields.Integer(strict=True, validate=validate.Range(min=1, max=100))
 
+    OPENAPI_EXTRA: ClassVar[dict] = {"anyOf": [{"required": ["amount"]}, {"required": ["description"]}]}
+
     @validates_schema
     def _amount_or_description(self, data, **kw):
         if "amount" not in data and "description" not in data:
@@ -72,12 +113,53 @@ class Discount(Strict):
     count = fields.Integer(strict=True, validate=validate.Range(min=1, max=100))
 
 
+class RealTime(validate.Validator):
+    """yyyyMMdd or yyyyMMddHHmmss that names a real calendar instant (not 20240231)."""
+
+    error = "not a real date/time (yyyyMMdd or yyyyMMddHHmmss)"
+
+    def __call__(self, value: str) -> str:
+        if value != "OnAccept" and parse_payscore_time(value) is None:
+            raise ValidationError(self.error)
+        return value
+
+
+def parse_payscore_time(value: str) -> dt.datetime | None:
+    """China Standard Time (§1.2); None when the digits are not a real date or time."""
+    fmt = {8: "%Y%m%d", 14: "%Y%m%d%H%M%S"}.get(len(value))
+    if fmt is None or not value.isdigit():
+        return None
+    try:
+        return dt.datetime.strptime(value, fmt).replace(tzinfo=CST)
+    except ValueError:
+        return None
+
+
+def payscore_time_field(required: bool = False, with_on_accept: bool = False,
+                        max_len: int = 14) -> fields.String:
+    regex = START_TIME.pattern if with_on_accept else PAYSCORE_TIME.pattern
+    return fields.String(required=required, validate=[FullMatch(regex), RealTime()],
+                         metadata={"maxLength": max_len})
+
+
 class TimeRange(Strict):
-    start_time = fields.String(validate=validate.Regexp(r"^(OnAccept|\d{8}|\d{14})$"),
-                               metadata={"maxLength": 14})
+    start_time = payscore_time_field(with_on_accept=True)
     start_time_remark = text(20)
-    end_time = pattern(PAYSCORE_TIME, 14)
+    end_time = payscore_time_field()
     end_time_remark = text(20)
+
+
+class CreateTimeRange(TimeRange):
+    """At create the start is required (§2.1)."""
+
+    start_time = payscore_time_field(required=True, with_on_accept=True)
+
+
+class ServedTimeRange(TimeRange):
+    """Direct-complete: the service is over, so both ends are real times (no OnAccept)."""
+
+    start_time = payscore_time_field(required=True)
+    end_time = payscore_time_field(required=True)
 
 
 class Location(Strict):
@@ -102,19 +184,35 @@ class Device(Strict):
     materiel_no = text(32)
 
 
-class Collection(Schema):
-    class Detail(Schema):
-        seq = fields.Integer()
-        amount = fields.Integer()
-        paid_type = fields.String(validate=validate.OneOf(["NEWTON", "MCH"]))
-        paid_time = fields.String()
-        transaction_id = fields.String()
+class PromotionDetail(Schema):
+    coupon_id = fields.String(required=True)
+    name = fields.String()
+    scope = fields.String(validate=validate.OneOf(["SINGLE", "GLOBAL"]))
+    type = fields.String(validate=validate.OneOf(["CASH", "NOCASH"]))
+    amount = fields.Integer(required=True)
+    stock_id = fields.String()
+    wechatpay_contribute = fields.Integer()
+    merchant_contribute = fields.Integer()
+    other_contribute = fields.Integer()
+    currency = fields.String()
 
-    state = fields.String(validate=validate.OneOf(["USER_PAYING", "USER_PAID"]))
-    total_amount = fields.Integer()
-    paying_amount = fields.Integer()
-    paid_amount = fields.Integer()
-    details = fields.List(fields.Nested(Detail))
+
+class CollectionDetail(Schema):
+    seq = fields.Integer(required=True)
+    amount = fields.Integer(required=True)
+    paid_type = fields.String(required=True, validate=validate.OneOf(["NEWTON", "MCH"]))
+    paid_time = fields.String(required=True, metadata={"maxLength": 14})
+    transaction_id = fields.String(required=True, metadata={"maxLength": 32})
+    promotion_detail = fields.List(fields.Nested(PromotionDetail))
+
+
+class Collection(Schema):
+    state = fields.String(required=True, validate=validate.OneOf(["USER_PAYING", "USER_PAID"]))
+    total_amount = fields.Integer(required=True)
+    paying_amount = fields.Integer(required=True)
+    paid_amount = fields.Integer(required=True)
+    details = fields.List(fields.Nested(CollectionDetail))
+    bank_type = fields.String()
 
 
 class ErrorBody(Schema):

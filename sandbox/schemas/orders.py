@@ -7,17 +7,21 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 from sandbox.schemas.common import (
     OUT_ORDER_NO,
     Collection,
+    CreateTimeRange,
     Device,
     Discount,
     EndLocation,
     Location,
     Payment,
     RiskFund,
+    ServedTimeRange,
     Strict,
     StrictBool,
     TimeRange,
     fen,
+    notify_url,
     pattern,
+    payscore_time_field,
     text,
     unique_names,
 )
@@ -30,20 +34,17 @@ class CreateServiceOrderRequest(Strict):
     service_introduction = text(20, required=True)
     post_payments = fields.List(fields.Nested(Payment), validate=validate.Length(max=100))
     post_discounts = fields.List(fields.Nested(Discount), validate=validate.Length(max=30))
-    time_range = fields.Nested(TimeRange, required=True)
+    time_range = fields.Nested(CreateTimeRange, required=True)
     location = fields.Nested(Location)
     risk_fund = fields.Nested(RiskFund, required=True)
     attach = text(256)
-    notify_url = fields.Url(required=True, schemes={"http", "https"}, require_tld=False,
-                            validate=validate.Length(max=255), metadata={"maxLength": 255})
+    notify_url = notify_url(required=True)
     openid = text(128)
     need_user_confirm = StrictBool(load_default=True)
     device = fields.Nested(Device)
 
     @validates_schema
     def _rules(self, data, **kw):
-        if "start_time" not in data.get("time_range", {}):
-            raise ValidationError("start_time is required", "time_range")
         if data.get("need_user_confirm") is False and not data.get("openid"):
             raise ValidationError("openid is required when need_user_confirm is false", "openid")
         location = data.get("location") or {}
@@ -105,8 +106,7 @@ class PayServiceOrderRequest(Strict):
 
 
 class SyncDetail(Strict):
-    paid_time = fields.String(required=True, validate=validate.Regexp(r"^(\d{8}|\d{14})$"),
-                              metadata={"maxLength": 64})
+    paid_time = payscore_time_field(required=True, max_len=64)
 
 
 class SyncServiceOrderRequest(Strict):
@@ -121,29 +121,32 @@ class DirectCompleteServiceOrderRequest(Strict):
     out_order_no = pattern(OUT_ORDER_NO, 32, required=True)
     service_id = text(32, required=True)
     openid = text(128, required=True)
-    service_introduction = text(20, required=True)
-    post_payments = fields.List(fields.Nested(Payment), required=True,
-                                validate=validate.Length(min=1, max=100))
+    service_introduction = text(20)
+    post_payments = fields.List(fields.Nested(Payment), validate=validate.Length(max=100))
     post_discounts = fields.List(fields.Nested(Discount), validate=validate.Length(max=30))
-    time_range = fields.Nested(TimeRange, required=True)
+    time_range = fields.Nested(ServedTimeRange, required=True)
     location = fields.Nested(Location)
-    total_amount = fen(required=True)
+    total_amount = fen()
     profit_sharing = StrictBool()
     goods_tag = text(32)
     attach = text(256)
-    notify_url = fields.Url(schemes={"http", "https"}, require_tld=False,
-                            validate=validate.Length(max=255), metadata={"maxLength": 255})
+    notify_url = notify_url()
+
+    @validates_schema
+    def _rules(self, data, **kw):
+        unique_names(data.get("post_payments", []), "post_payments", allow_repeat=("商品信息",))
+        unique_names(data.get("post_discounts", []), "post_discounts")
 
 
 class ServiceOrderEntity(Schema):
-    """What query, modify, sync and the USER_CONFIRM / USER_PAID callbacks carry."""
+    """What query, modify, sync and the USER_CONFIRM / USER_PAID callbacks carry (§2.1)."""
 
-    out_order_no = fields.String()
-    service_id = fields.String()
-    appid = fields.String()
-    mchid = fields.String()
+    out_order_no = fields.String(required=True)
+    service_id = fields.String(required=True)
+    appid = fields.String(required=True)
+    mchid = fields.String(required=True)
     service_introduction = fields.String()
-    state = fields.String(validate=validate.OneOf(
+    state = fields.String(required=True, validate=validate.OneOf(
         ["CREATED", "DOING", "DONE", "REVOKED", "EXPIRED"]))
     state_description = fields.String(validate=validate.OneOf(["USER_CONFIRM", "MCH_COMPLETE"]))
     post_payments = fields.List(fields.Nested(Payment))
@@ -157,18 +160,75 @@ class ServiceOrderEntity(Schema):
     attach = fields.String()
     notify_url = fields.String()
     openid = fields.String()
-    order_id = fields.String()
+    order_id = fields.String(required=True)
 
 
-class CreateServiceOrderResponse(ServiceOrderEntity):
-    package = fields.String()
+class CreateServiceOrderResponse(Schema):
+    """§2.2: the entity without collection data, plus the `package` for the mini-program."""
+
+    out_order_no = fields.String(required=True)
+    service_id = fields.String(required=True)
+    appid = fields.String(required=True)
+    mchid = fields.String(required=True)
+    service_introduction = fields.String()
+    state = fields.String(required=True, validate=validate.OneOf(["CREATED", "DOING"]))
+    state_description = fields.String(validate=validate.OneOf(["USER_CONFIRM"]))
+    post_payments = fields.List(fields.Nested(Payment))
+    post_discounts = fields.List(fields.Nested(Discount))
+    risk_fund = fields.Nested(RiskFund)
+    time_range = fields.Nested(TimeRange)
+    location = fields.Nested(Location)
+    attach = fields.String()
+    notify_url = fields.String()
+    order_id = fields.String(required=True)
+    package = fields.String(required=True, metadata={"maxLength": 300})
+
+
+class CompleteServiceOrderResponse(Schema):
+    """§2.5."""
+
+    out_order_no = fields.String(required=True)
+    service_id = fields.String(required=True)
+    appid = fields.String(required=True)
+    mchid = fields.String(required=True)
+    service_introduction = fields.String()
+    state = fields.String(required=True, validate=validate.OneOf(["DOING", "DONE"]))
+    state_description = fields.String(validate=validate.OneOf(["MCH_COMPLETE"]))
+    total_amount = fields.Integer(required=True)
+    post_payments = fields.List(fields.Nested(Payment))
+    post_discounts = fields.List(fields.Nested(Discount))
+    risk_fund = fields.Nested(RiskFund)
+    time_range = fields.Nested(TimeRange)
+    location = fields.Nested(Location)
+    order_id = fields.String(required=True)
+    need_collection = fields.Boolean(required=True)
+
+
+class DirectCompleteServiceOrderResponse(Schema):
+    """§2.9."""
+
+    out_order_no = fields.String(required=True)
+    service_id = fields.String(required=True)
+    appid = fields.String(required=True)
+    mchid = fields.String(required=True)
+    service_introduction = fields.String()
+    state = fields.String(required=True, validate=validate.OneOf(["DOING", "DONE"]))
+    state_description = fields.String(validate=validate.OneOf(["MCH_COMPLETE"]))
+    post_payments = fields.List(fields.Nested(Payment))
+    post_discounts = fields.List(fields.Nested(Discount))
+    time_range = fields.Nested(TimeRange)
+    location = fields.Nested(Location)
+    attach = fields.String()
+    notify_url = fields.String()
+    total_amount = fields.Integer(required=True)
+    order_id = fields.String(required=True)
 
 
 class OrderRef(Schema):
     """The short answer of cancel and pay."""
 
-    appid = fields.String()
-    mchid = fields.String()
-    out_order_no = fields.String()
-    service_id = fields.String()
-    order_id = fields.String()
+    appid = fields.String(required=True)
+    mchid = fields.String(required=True)
+    out_order_no = fields.String(required=True)
+    service_id = fields.String(required=True)
+    order_id = fields.String(required=True)

@@ -7,6 +7,7 @@ from flask import Blueprint, g, request
 from merchant_kit import protocol
 from sandbox import errors
 from sandbox.clock import to_datetime
+from sandbox.schemas.certificates import CertificateList
 from sandbox.service import current
 from sandbox.views.common import render
 
@@ -25,7 +26,8 @@ def download_certificates():
         name: algorithm_type
         schema: {type: string, enum: [RSA, SM2, ALL]}
       responses:
-        "200": {description: "the certificates, each encrypted with the APIv3 key"}
+        "200": {description: "the certificates, each encrypted with the APIv3 key",
+                content: {application/json: {schema: CertificateList}}}
     """
     algorithm = request.args.get("algorithm_type", "RSA")
     if algorithm not in ("RSA", "SM2", "ALL"):
@@ -49,4 +51,4 @@ def download_certificates():
                 "encrypt_certificate": protocol.encrypt_certificate(
                     merchant.apiv3_key.encode(), key.certificate_pem, protocol.make_aead_nonce()),
             })
-    return render({"data": data})
+    return render(CertificateList().dump({"data": data}))

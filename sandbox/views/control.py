@@ -102,7 +102,7 @@ def clock_state():
       operationId: get_clock
       tags: [sandbox]
       responses:
-        "200": {description: now, frozen or not}
+        "200": {description: "now, frozen or not"}
     """
     return render(current().clock.state())
 
@@ -154,3 +154,41 @@ def clock_reset():
     sb = current()
     sb.clock.reset()
     return render(sb.clock.state())
+
+
+@bp.get("/openapi.yaml")
+def get_openapi_yaml():
+    """The contract (the same text as the committed openapi.yaml).
+    ---
+    get:
+      operationId: get_openapi_yaml
+      tags: [sandbox]
+      responses:
+        "200": {description: OpenAPI 3.0 YAML, content: {application/yaml: {}}}
+    """
+    from flask import Response
+
+    from sandbox.openapi import spec_yaml
+
+    text = current().extras.get("openapi_yaml")
+    if text is None:  # built once per app: the views and schemas do not change at runtime
+        text = current().extras["openapi_yaml"] = spec_yaml()
+    return Response(text, content_type="application/yaml; charset=utf-8")
+
+
+@bp.get("/openapi.json")
+def get_openapi_json():
+    """The contract as JSON (what schemathesis and other tools load).
+    ---
+    get:
+      operationId: get_openapi_json
+      tags: [sandbox]
+      responses:
+        "200": {description: OpenAPI 3.0 JSON, content: {application/json: {}}}
+    """
+    from sandbox.openapi import spec_dict
+
+    spec = current().extras.get("openapi_dict")
+    if spec is None:
+        spec = current().extras["openapi_dict"] = spec_dict()
+    return render(spec)  # type: ignore[arg-type]
