@@ -16,23 +16,16 @@ import pytest
 from merchant_kit import protocol
 
 
-def _vectors_path() -> pathlib.Path | None:
-    here = pathlib.Path(__file__).resolve().parents[3] / "shared" / "reference"
-    candidates = [here]
+def _vectors_path() -> pathlib.Path:
+    """$PAYSCORE_REFERENCE_DIR (a newer copy of the reference), else the copy vendored beside
+    this test: public test keys and vectors from the official SDKs' own test suites."""
     if os.environ.get("PAYSCORE_REFERENCE_DIR"):
-        candidates.append(pathlib.Path(os.environ["PAYSCORE_REFERENCE_DIR"]))
-    for folder in candidates:
-        path = folder / "payscore-test-vectors.json"
-        if path.is_file():
-            return path
-    return None
+        return pathlib.Path(os.environ["PAYSCORE_REFERENCE_DIR"]) / "payscore-test-vectors.json"
+    return pathlib.Path(__file__).resolve().parent / "data" / "payscore-test-vectors.json"
 
 
 VECTORS_FILE = _vectors_path()
-pytestmark = pytest.mark.skipif(
-    VECTORS_FILE is None,
-    reason="payscore-test-vectors.json not found in ../shared/reference or $PAYSCORE_REFERENCE_DIR")
-DATA = json.loads(VECTORS_FILE.read_text(encoding="utf-8")) if VECTORS_FILE else {}
+DATA = json.loads(VECTORS_FILE.read_text(encoding="utf-8"))
 SDK = DATA.get("sdk_vectors", {})
 COMPUTED = {k: v for k, v in DATA.get("computed_vectors", {}).items() if not k.startswith("_")}
 
