@@ -24,6 +24,7 @@ from sandbox.app import create_app
 
 @dataclass
 class TestMerchant:
+    __test__ = False  # a helper, not a test class, despite its name
     mchid: str
     appid: str
     service_id: str

@@ -5,6 +5,7 @@ Views stay thin: `body = load_body(Schema)`, one backend call, `return render(re
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import Any
 
@@ -24,6 +25,13 @@ def _first_error(messages: Any, prefix: str = "") -> tuple[str, str]:
     if isinstance(messages, list) and messages:
         return _first_error(messages[0], prefix)
     return prefix or "/", str(messages)
+
+
+@functools.cache
+def _instance(schema: type[Schema]) -> Schema:
+    """One instance per schema class: building one costs more than loading a body with it,
+    and a marshmallow 4 schema keeps no per-load state, so sharing it across threads is safe."""
+    return schema()
 
 
 def load_body(schema: type[Schema], path_params: tuple[str, ...] = ()) -> dict:
@@ -49,7 +57,7 @@ def load_body(schema: type[Schema], path_params: tuple[str, ...] = ()) -> dict:
         field = next(k for k, v in data.items() if v is None)
         raise errors.param_error(f"/{field}", "null is not allowed; omit the key instead")
     try:
-        return schema().load(data)
+        return _instance(schema).load(data)
     except ValidationError as exc:
         field, issue = _first_error(exc.messages)
         raise errors.param_error(field, issue) from None
@@ -57,7 +65,7 @@ def load_body(schema: type[Schema], path_params: tuple[str, ...] = ()) -> dict:
 
 def load_query(schema: type[Schema]) -> dict:
     try:
-        return schema().load(request.args.to_dict())
+        return _instance(schema).load(request.args.to_dict())
     except ValidationError as exc:
         field, issue = _first_error(exc.messages)
         raise errors.param_error(field.lstrip("/"), issue, location="query") from None

@@ -4,7 +4,6 @@ on the wire, local refusals, and which 2xx replies are verified, trusted or reje
 from __future__ import annotations
 
 import json
-import os
 import pathlib
 
 import pytest
@@ -85,14 +84,8 @@ def test_path_param_smuggled_into_the_body_is_refused_locally(env):
 
 
 def test_body_bytes_match_reference_vector_f1():
-    folders = [pathlib.Path(__file__).resolve().parents[3] / "shared" / "reference",
-               pathlib.Path(os.environ.get("PAYSCORE_REFERENCE_DIR", "/nonexistent"))]
-    files = [f / "payscore-test-vectors.json" for f in folders
-             if (f / "payscore-test-vectors.json").is_file()]
-    if not files:
-        pytest.skip("payscore-test-vectors.json not found (shared/reference or "
-                    "$PAYSCORE_REFERENCE_DIR)")
-    f1 = json.loads(files[0].read_text("utf-8"))["computed_vectors"][
+    vectors = pathlib.Path(__file__).resolve().parent / "data" / "payscore-test-vectors.json"
+    f1 = json.loads(vectors.read_text("utf-8"))["computed_vectors"][
         "F1_request_create_serviceorder"]
     sent = json.loads(f1["body"])
     req = CreateServiceOrderRequest(
