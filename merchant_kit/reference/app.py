@@ -55,7 +55,8 @@ DEFAULTS: dict[str, Any] = {
 }
 # Bugs that need a hand-written callback handler: each leaves out a step the kit's handler does.
 NAIVE_HANDLER_BUGS = frozenset({"no_callback_signature_check", "no_callback_timestamp_check",
-                                "in_memory_dedupe", "no_dedupe", "ignore_amount_mismatch"})
+                                "in_memory_dedupe", "no_dedupe", "ignore_amount_mismatch",
+                                "ack_unprocessable_callbacks"})
 
 
 def load_merchant_config(settings: Mapping[str, Any]) -> MerchantConfig:

@@ -24,6 +24,10 @@ BUGS: dict[str, str] = {
         "callback is applied twice (the rental's `callbacks` counter shows it).",
     "no_dedupe":
         "No deduplication at all: every delivery of a callback is applied again.",
+    "ack_unprocessable_callbacks":
+        "A callback the merchant cannot process (AEAD decryption fails, malformed JSON, its own "
+        "code raises) is logged and answered 204 anyway, so WeChat never re-sends it: a "
+        "tampered or garbled delivery loses the event.",
     "trust_unsigned_replies":
         "The API client is built with reply verification off: any 2xx JSON is truth (unsigned "
         "or forged replies included) and a garbage 2xx is taken as success.",
