@@ -118,11 +118,17 @@ def _load(tp: Any, value: Any) -> Any:
 
 
 @dataclass(kw_only=True)
-class Payment(Model):
+class _Charge(Model):
+    """The name/amount/description head that payments and the risk fund share, in wire order."""
+
     _fen_fields: ClassVar[tuple[str, ...]] = ("amount",)
     name: str | None = None
     amount: int | None = None
     description: str | None = None
+
+
+@dataclass(kw_only=True)
+class Payment(_Charge):
     count: int | None = None
 
 
@@ -150,11 +156,8 @@ class Location(Model):
 
 
 @dataclass(kw_only=True)
-class RiskFund(Model):
-    _fen_fields: ClassVar[tuple[str, ...]] = ("amount",)
-    name: str | None = None
-    amount: int | None = None
-    description: str | None = None
+class RiskFund(_Charge):
+    pass
 
 
 @dataclass(kw_only=True)
@@ -209,8 +212,8 @@ class CreateServiceOrderRequest(Model):
 
 
 @dataclass(kw_only=True)
-class CompleteServiceOrderRequest(Model):
-    """§2.5. out_order_no is a path parameter and is never put in the body (§1.2)."""
+class _NewAmount(Model):
+    """The head of complete and modify: the order's new payments and total (§2.5, §2.6)."""
 
     _fen_fields: ClassVar[tuple[str, ...]] = ("total_amount",)
     appid: str | None = None
@@ -218,6 +221,12 @@ class CompleteServiceOrderRequest(Model):
     post_payments: list[Payment]
     post_discounts: list[Discount] | None = None
     total_amount: int
+
+
+@dataclass(kw_only=True)
+class CompleteServiceOrderRequest(_NewAmount):
+    """§2.5. out_order_no is a path parameter and is never put in the body (§1.2)."""
+
     time_range: TimeRange | None = None
     location: Location | None = None
     profit_sharing: bool | None = None
@@ -226,15 +235,9 @@ class CompleteServiceOrderRequest(Model):
 
 
 @dataclass(kw_only=True)
-class ModifyServiceOrderRequest(Model):
+class ModifyServiceOrderRequest(_NewAmount):
     """§2.6; total_amount may only go down."""
 
-    _fen_fields: ClassVar[tuple[str, ...]] = ("total_amount",)
-    appid: str | None = None
-    service_id: str | None = None
-    post_payments: list[Payment]
-    post_discounts: list[Discount] | None = None
-    total_amount: int
     reason: str
     device: Device | None = None
 
@@ -300,14 +303,20 @@ class CreateRefundRequest(Model):
 
 
 @dataclass(kw_only=True)
-class ServiceOrder(Model):
-    """ServiceOrderEntity (§2.1): create, query, modify, complete, sync, direct-complete."""
+class _OrderIdentity(Model):
+    """The fields every service order reply starts with, in wire order."""
 
-    _enums: ClassVar[dict[str, frozenset[str]]] = {"state": ORDER_STATES, "state_description": ORDER_STATE_DESCRIPTIONS}
     appid: str | None = None
     mchid: str | None = None
     out_order_no: str | None = None
     service_id: str | None = None
+
+
+@dataclass(kw_only=True)
+class ServiceOrder(_OrderIdentity):
+    """ServiceOrderEntity (§2.1): create, query, modify, complete, sync, direct-complete."""
+
+    _enums: ClassVar[dict[str, frozenset[str]]] = {"state": ORDER_STATES, "state_description": ORDER_STATE_DESCRIPTIONS}
     service_introduction: str | None = None
     state: str | None = None
     state_description: str | None = None
@@ -331,13 +340,9 @@ class ServiceOrder(Model):
 
 
 @dataclass(kw_only=True)
-class ServiceOrderAck(Model):
+class ServiceOrderAck(_OrderIdentity):
     """cancel and pay answer only the order's identity."""
 
-    appid: str | None = None
-    mchid: str | None = None
-    out_order_no: str | None = None
-    service_id: str | None = None
     order_id: str | None = None
 
 
