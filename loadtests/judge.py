@@ -16,7 +16,7 @@ life) from the first call to the settled end state. It fails when, once the run 
 
 HTTP-level failures (a 500 the merchant retried through, a reset) are counted on the flow but
 are not flow failures: surviving them is the point. The vocabulary is the driver API's
-`merchant_state` (design.md, "The merchant driver API").
+`merchant_state` (design.md, "The merchant driver API"), from `merchant_kit.driver_contract`.
 """
 
 from __future__ import annotations
@@ -26,19 +26,19 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-PENDING_CONFIRM = "PENDING_CONFIRM"
-IN_SERVICE = "IN_SERVICE"
-AWAITING_PAYMENT = "AWAITING_PAYMENT"
-PAID = "PAID"
-CANCELLED = "CANCELLED"
-EXPIRED = "EXPIRED"
-DEPOSIT_FALLBACK = "DEPOSIT_FALLBACK"
-FAILED = "FAILED"
-UNKNOWN = "UNKNOWN"
+from merchant_kit.driver_contract import (
+    AWAITING_PAYMENT,
+    CANCELLED,
+    DEPOSIT_FALLBACK,
+    EXPIRED,
+    FINAL_STATES,
+    IN_SERVICE,
+    MERCHANT_STATES,
+    PAID,
+    PENDING_CONFIRM,
+    UNKNOWN,
+)
 
-MERCHANT_STATES = (PENDING_CONFIRM, IN_SERVICE, AWAITING_PAYMENT, PAID, CANCELLED, EXPIRED,
-                   DEPOSIT_FALLBACK, FAILED, UNKNOWN)
-FINAL_STATES = frozenset({PAID, CANCELLED, EXPIRED, DEPOSIT_FALLBACK, FAILED})
 # A user who cannot pay leaves the order awaiting payment for good: WeChat keeps collecting
 # (reference §2.5), so that state is a legitimate settled end for such a user.
 SETTLED_STATES = FINAL_STATES | {AWAITING_PAYMENT}

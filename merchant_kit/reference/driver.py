@@ -13,9 +13,9 @@ from flask import Blueprint, current_app, jsonify, request
 from flask.typing import ResponseReturnValue
 from marshmallow import RAISE, Schema, ValidationError, fields, validate
 
+from merchant_kit.driver_contract import DRIVER_VERSION
 from merchant_kit.reference.errors import BadRequest, NotFound
 
-DRIVER_VERSION = "1"
 MAX_FEN = 10**9
 
 bp = Blueprint("driver", __name__, url_prefix="/driver")

@@ -1,5 +1,5 @@
-"""The merchant's own view of a rental (the driver API's `merchant_state`) and how the provider's
-order maps onto it.
+"""The merchant's own view of a rental (the driver API's `merchant_state`, whose vocabulary is
+`merchant_kit.driver_contract`) and how the provider's order maps onto it.
 
 States only move forward: a late or out-of-order callback (USER_CONFIRM after USER_PAID) or a
 stale query can never take a rental back. UNKNOWN is not stored as a state: it is shown while
@@ -9,20 +9,25 @@ an operation's outcome is unresolved (`unknown_op`), on top of the last state th
 from __future__ import annotations
 
 from merchant_kit import ServiceOrder
+from merchant_kit.driver_contract import (
+    AWAITING_PAYMENT,
+    CANCELLED,
+    DEPOSIT_FALLBACK,
+    EXPIRED,
+    FAILED,
+    IN_SERVICE,
+    MERCHANT_STATES,
+    PAID,
+    PENDING_CONFIRM,
+    UNKNOWN,
+)
+from merchant_kit.driver_contract import FINAL_STATES as FINAL
 
-PENDING_CONFIRM = "PENDING_CONFIRM"
-IN_SERVICE = "IN_SERVICE"
-AWAITING_PAYMENT = "AWAITING_PAYMENT"
-PAID = "PAID"
-CANCELLED = "CANCELLED"
-EXPIRED = "EXPIRED"
-DEPOSIT_FALLBACK = "DEPOSIT_FALLBACK"
-FAILED = "FAILED"
-UNKNOWN = "UNKNOWN"
+# The vocabulary is re-exported: the reference merchant's modules all say `states.PAID`.
+__all__ = ["AWAITING_PAYMENT", "CANCELLED", "DEPOSIT_FALLBACK", "EXPIRED", "FAILED", "FINAL",
+           "HOLDS_DEVICE", "IN_SERVICE", "MERCHANT_STATES", "OPEN", "PAID", "PENDING_CONFIRM",
+           "UNKNOWN", "from_order", "merge", "rank", "settles"]
 
-MERCHANT_STATES = (PENDING_CONFIRM, IN_SERVICE, AWAITING_PAYMENT, PAID, CANCELLED, EXPIRED,
-                   DEPOSIT_FALLBACK, FAILED, UNKNOWN)
-FINAL = frozenset({PAID, CANCELLED, EXPIRED, DEPOSIT_FALLBACK, FAILED})
 # Orders still moving at the provider: reconciliation queries these.
 OPEN = (PENDING_CONFIRM, IN_SERVICE, AWAITING_PAYMENT)
 
