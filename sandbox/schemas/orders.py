@@ -27,6 +27,12 @@ from sandbox.schemas.common import (
 )
 
 
+def _unique_line_names(data: dict) -> None:
+    # Several 商品信息 payment lines are normal (one per item); any other name must be unique.
+    unique_names(data.get("post_payments", []), "post_payments", allow_repeat=("商品信息",))
+    unique_names(data.get("post_discounts", []), "post_discounts")
+
+
 class CreateServiceOrderRequest(Strict):
     out_order_no = pattern(OUT_ORDER_NO, 32, required=True)
     appid = text(32, required=True)
@@ -50,8 +56,7 @@ class CreateServiceOrderRequest(Strict):
         location = data.get("location") or {}
         if location.get("end_location") and not location.get("start_location"):
             raise ValidationError("end_location requires start_location", "location")
-        unique_names(data.get("post_payments", []), "post_payments", allow_repeat=("商品信息",))
-        unique_names(data.get("post_discounts", []), "post_discounts")
+        _unique_line_names(data)
 
 
 class QueryServiceOrderQuery(Strict):
@@ -67,15 +72,18 @@ class QueryServiceOrderQuery(Strict):
                                   "out_order_no")
 
 
-class CancelServiceOrderRequest(Strict):
+class _ForService(Strict):
+    """The head of every body that acts on an existing order: whose service it belongs to."""
+
     appid = text(32, required=True)
     service_id = text(32, required=True)
+
+
+class CancelServiceOrderRequest(_ForService):
     reason = text(30, required=True)
 
 
-class _Amounts(Strict):
-    appid = text(32, required=True)
-    service_id = text(32, required=True)
+class _Amounts(_ForService):
     post_payments = fields.List(fields.Nested(Payment), required=True,
                                 validate=validate.Length(min=1, max=100))
     post_discounts = fields.List(fields.Nested(Discount), validate=validate.Length(max=30))
@@ -83,8 +91,7 @@ class _Amounts(Strict):
 
     @validates_schema
     def _names(self, data, **kw):
-        unique_names(data.get("post_payments", []), "post_payments", allow_repeat=("商品信息",))
-        unique_names(data.get("post_discounts", []), "post_discounts")
+        _unique_line_names(data)
 
 
 class CompleteServiceOrderRequest(_Amounts):
@@ -100,18 +107,15 @@ class ModifyServiceOrderRequest(_Amounts):
     device = fields.Nested(Device)
 
 
-class PayServiceOrderRequest(Strict):
-    appid = text(32, required=True)
-    service_id = text(32, required=True)
+class PayServiceOrderRequest(_ForService):
+    """pay: the body names nothing but the order's service."""
 
 
 class SyncDetail(Strict):
     paid_time = payscore_time_field(required=True, max_len=64)
 
 
-class SyncServiceOrderRequest(Strict):
-    appid = text(32, required=True)
-    service_id = text(32, required=True)
+class SyncServiceOrderRequest(_ForService):
     type = fields.String(required=True, validate=validate.OneOf(["Order_Paid"]))
     detail = fields.Nested(SyncDetail, required=True)
 
@@ -134,12 +138,15 @@ class DirectCompleteServiceOrderRequest(Strict):
 
     @validates_schema
     def _rules(self, data, **kw):
-        unique_names(data.get("post_payments", []), "post_payments", allow_repeat=("商品信息",))
-        unique_names(data.get("post_discounts", []), "post_discounts")
+        _unique_line_names(data)
 
 
-class ServiceOrderEntity(Schema):
-    """What query, modify, sync and the USER_CONFIRM / USER_PAID callbacks carry (§2.1)."""
+class _OrderHead(Schema):
+    """The fields every service-order answer starts with, in the reference's order (§2.1).
+
+    Answers that can only be in some states narrow `state` and `state_description`; a field
+    redeclared in a subclass keeps its place here.
+    """
 
     out_order_no = fields.String(required=True)
     service_id = fields.String(required=True)
@@ -149,6 +156,11 @@ class ServiceOrderEntity(Schema):
     state = fields.String(required=True, validate=validate.OneOf(
         ["CREATED", "DOING", "DONE", "REVOKED", "EXPIRED"]))
     state_description = fields.String(validate=validate.OneOf(["USER_CONFIRM", "MCH_COMPLETE"]))
+
+
+class ServiceOrderEntity(_OrderHead):
+    """What query, modify, sync and the USER_CONFIRM / USER_PAID callbacks carry (§2.1)."""
+
     post_payments = fields.List(fields.Nested(Payment))
     post_discounts = fields.List(fields.Nested(Discount))
     risk_fund = fields.Nested(RiskFund)
@@ -163,14 +175,9 @@ class ServiceOrderEntity(Schema):
     order_id = fields.String(required=True)
 
 
-class CreateServiceOrderResponse(Schema):
+class CreateServiceOrderResponse(_OrderHead):
     """§2.2: the entity without collection data, plus the `package` for the mini-program."""
 
-    out_order_no = fields.String(required=True)
-    service_id = fields.String(required=True)
-    appid = fields.String(required=True)
-    mchid = fields.String(required=True)
-    service_introduction = fields.String()
     state = fields.String(required=True, validate=validate.OneOf(["CREATED", "DOING"]))
     state_description = fields.String(validate=validate.OneOf(["USER_CONFIRM"]))
     post_payments = fields.List(fields.Nested(Payment))
@@ -184,16 +191,16 @@ class CreateServiceOrderResponse(Schema):
     package = fields.String(required=True, metadata={"maxLength": 300})
 
 
-class CompleteServiceOrderResponse(Schema):
-    """§2.5."""
+class _CompletedHead(_OrderHead):
+    """The merchant completed the order: it is being collected, or already paid."""
 
-    out_order_no = fields.String(required=True)
-    service_id = fields.String(required=True)
-    appid = fields.String(required=True)
-    mchid = fields.String(required=True)
-    service_introduction = fields.String()
     state = fields.String(required=True, validate=validate.OneOf(["DOING", "DONE"]))
     state_description = fields.String(validate=validate.OneOf(["MCH_COMPLETE"]))
+
+
+class CompleteServiceOrderResponse(_CompletedHead):
+    """§2.5."""
+
     total_amount = fields.Integer(required=True)
     post_payments = fields.List(fields.Nested(Payment))
     post_discounts = fields.List(fields.Nested(Discount))
@@ -204,16 +211,9 @@ class CompleteServiceOrderResponse(Schema):
     need_collection = fields.Boolean(required=True)
 
 
-class DirectCompleteServiceOrderResponse(Schema):
+class DirectCompleteServiceOrderResponse(_CompletedHead):
     """§2.9."""
 
-    out_order_no = fields.String(required=True)
-    service_id = fields.String(required=True)
-    appid = fields.String(required=True)
-    mchid = fields.String(required=True)
-    service_introduction = fields.String()
-    state = fields.String(required=True, validate=validate.OneOf(["DOING", "DONE"]))
-    state_description = fields.String(validate=validate.OneOf(["MCH_COMPLETE"]))
     post_payments = fields.List(fields.Nested(Payment))
     post_discounts = fields.List(fields.Nested(Discount))
     time_range = fields.Nested(TimeRange)

@@ -9,9 +9,27 @@ from sandbox.schemas.common import AUTH_CODE, OPENID, Strict, notify_url, patter
 AUTHORIZATION_STATES = ["UNAVAILABLE", "AVAILABLE", "UNBINDUSER"]
 
 
-class CreatePermissionRequest(Strict):
+class _Service(Strict):
+    """Every pre-authorisation call names the service first."""
+
     service_id = text(32, required=True)
+
+
+class _ServiceApp(_Service):
+    """... and, where the user is known by openid, the app that openid belongs to."""
+
     appid = text(32, required=True)
+
+
+class PermissionByCodeQuery(_Service):
+    """The query string of §2.10 by authorization_code (the code is in the path)."""
+
+
+class PermissionByOpenidQuery(_ServiceApp):
+    """The query string of §2.10 by openid (the openid is in the path)."""
+
+
+class CreatePermissionRequest(_ServiceApp):
     authorization_code = pattern(AUTH_CODE, 32, required=True)
     notify_url = notify_url()
 
@@ -20,23 +38,11 @@ class CreatePermissionResponse(Schema):
     apply_permissions_token = fields.String(required=True, metadata={"maxLength": 300})
 
 
-class PermissionByCodeQuery(Strict):
-    service_id = text(32, required=True)
-
-
-class PermissionByOpenidQuery(Strict):
-    service_id = text(32, required=True)
-    appid = text(32, required=True)
-
-
-class TerminatePermissionByCodeRequest(Strict):
-    service_id = text(32, required=True)
+class TerminatePermissionByCodeRequest(_Service):
     reason = text(50, required=True)
 
 
-class TerminatePermissionByOpenidRequest(Strict):
-    service_id = text(32, required=True)
-    appid = text(32, required=True)
+class TerminatePermissionByOpenidRequest(_ServiceApp):
     reason = text(50, required=True)
 
 
@@ -61,9 +67,7 @@ class PermissionByCode(PermissionByOpenid):
     notify_url = fields.String()
 
 
-class UserServiceStateQuery(Strict):
-    service_id = text(32, required=True)
-    appid = text(32, required=True)
+class UserServiceStateQuery(_ServiceApp):
     openid = text(128, required=True)
 
 
