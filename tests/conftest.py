@@ -1,16 +1,21 @@
 """Shared fixtures: a fresh sandbox per test on a temporary SQLite file (or, with
---payscore-db=postgres or the `postgres` marker, an isolated PostgreSQL schema)."""
+--payscore-db=postgres or the `postgres` marker, an isolated PostgreSQL schema); live sandboxes
+over HTTP with reference merchants in front of them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
+from reference_support import Driver
 
+from sandbox.live import LiveSandbox
 from sandbox.testing import SignedClient, add_merchant, make_sandbox
 
 POSTGRES_ENV = "PAYSCORE_TEST_POSTGRES_URL"
@@ -86,3 +91,69 @@ def merchant(app):
 @pytest.fixture
 def client(app, merchant):
     return SignedClient(app, merchant)
+
+
+# ---------------------------------------------------------------------- live, over HTTP
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> Iterator[LiveSandbox]:
+    """A live sandbox with default settings, one per module (a module needing other settings
+    defines its own `live`)."""
+    sandbox = LiveSandbox(tmp_path_factory.mktemp("sandbox")).start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def make_driver(live: LiveSandbox, tmp_path: Path) -> Iterator[Callable[..., Driver]]:
+    """A fresh sandbox merchant and a reference merchant for it (optionally with bugs)."""
+    from merchant_kit.reference import LiveMerchant
+
+    started: list[LiveMerchant] = []
+
+    def make(bugs: tuple[str, ...] = (), **config: Any) -> Driver:
+        account = add_merchant(live.app, base_url=live.base_url)
+        merchant = LiveMerchant({
+            "MERCHANT_JSON": str(account.json_path), "DATA_DIR": str(tmp_path / f"m{len(started)}"),
+            "ENABLE_DRIVER": True, "RECONCILE_INTERVAL": 0, "CLOCK_URL": live.base_url,
+            "RETRY_BASE_DELAY": 0.01, "BUGS": bugs, **config}).start()
+        started.append(merchant)
+        return Driver(merchant, live, account.mchid)
+
+    yield make
+    for merchant in started:
+        merchant.stop()
+
+
+@pytest.fixture
+def hooks(live: LiveSandbox) -> Iterator[Any]:
+    """Sandbox hook lists a test may append to; emptied of the test's hooks afterwards."""
+    sb = live.sandbox.hooks
+    kept = {name: list(getattr(sb, name)) for name in ("before", "after", "build", "send")}
+    yield sb
+    for name, hooks in kept.items():
+        getattr(sb, name)[:] = hooks
+
+
+@pytest.fixture(scope="module")
+def merchant_world(request, tmp_path_factory) -> Iterator[dict[str, Any]]:
+    """A live sandbox with the demo merchant, and the reference merchant (driver on) in front
+    of it, one per module: {"sandbox", "merchant_json", "driver", "root"}."""
+    from merchant_kit.reference import LiveMerchant
+    from sandbox.cli import ensure_demo_merchant
+
+    root = tmp_path_factory.mktemp(request.module.__name__.removeprefix("test_"))
+    live = LiveSandbox(root / "sandbox").start()
+    merchant = None
+    try:
+        merchant_json = ensure_demo_merchant(live.app, live.base_url)
+        merchant = LiveMerchant({"MERCHANT_JSON": str(merchant_json), "ENABLE_DRIVER": True,
+                                 "DATA_DIR": str(root / "merchant"), "CLOCK_URL": live.base_url,
+                                 "RECONCILE_INTERVAL": 0}).start()
+        yield {"sandbox": live.base_url, "merchant_json": merchant_json,
+               "driver": merchant.driver_url, "root": root}
+    finally:
+        if merchant is not None:
+            merchant.stop()
+        live.stop()

@@ -5,26 +5,21 @@ next-N trigger counts across both."""
 
 from __future__ import annotations
 
-import contextlib
 import json
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 import requests
 from sqlalchemy import select
 
+from loadtests import local
 from merchant_kit import protocol
 from sandbox import db
 from sandbox.live import LiveSandbox
 from sandbox.testing import add_merchant
 
-SERVER_START_S = 60
 CREATE = "/v3/payscore/serviceorder"
 
 
@@ -125,47 +120,19 @@ def test_delay_outlasts_the_client_timeout_only_in_scope(live):
 
 # ------------------------------------------------------------------ gunicorn, two workers
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _payscore_up(data_dir: Path) -> Iterator[tuple[Merchant, Path]]:
-    port = _free_port()
-    log_path = data_dir.parent / f"up-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "sandbox.cli", "up", "--host",
-                                 "127.0.0.1", "--port", str(port), "--data-dir", str(data_dir),
-                                 "--workers", "2"], stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:  # bounded by the deadline or the child exiting
-            if proc.poll() is not None:
-                pytest.fail(f"payscore up exited early:\n{log_path.read_text()}")
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(base_url + "/sandbox/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"payscore up did not answer in {SERVER_START_S}s")
-            time.sleep(0.1)
-        info = json.loads((data_dir / "merchant.json").read_text())
-        key = protocol.load_private_key((data_dir / info["private_key_path"]).read_bytes())
-        yield Merchant(base_url, info["mchid"], info["merchant_serial_no"], key, info["appid"],
-                       info["service_id"]), log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+def _gunicorn_merchant(servers: local.Servers) -> Merchant:
+    """The demo merchant `payscore up` provisioned, from its merchant.json."""
+    info = json.loads(servers.merchant_json.read_text())
+    key_path = servers.merchant_json.parent / info["private_key_path"]
+    return Merchant(servers.sandbox_url, info["mchid"], info["merchant_serial_no"],
+                    protocol.load_private_key(key_path.read_bytes()), info["appid"],
+                    info["service_id"])
 
 
 def test_gunicorn_workers_share_faults_and_drop_connections_quietly(tmp_path):
-    with _payscore_up(tmp_path / "data") as (merchant, log_path):
+    # threads=4: `payscore up`'s own default, not the load runs' 8
+    with local.start(tmp_path, workers=2, threads=4, merchant=False) as servers:
+        merchant = _gunicorn_merchant(servers)
         for i in range(4):  # separate connections: both workers have served and cached
             assert merchant.create(f"G-{i}").status_code == 200
         merchant.arm(effect="http_error", remaining=5, scenario_id="S-G")
@@ -182,5 +149,5 @@ def test_gunicorn_workers_share_faults_and_drop_connections_quietly(tmp_path):
         faulted = merchant.log(faulted="true", operation="create_service_order")
         assert [x["fault"] for x in faulted][-2:] == ["reset_before_commit",
                                                       "reset_after_commit"]
-    server_log = log_path.read_text()
+    server_log = (tmp_path / "sandbox.log").read_text()
     assert "Socket error" not in server_log and "Traceback" not in server_log

@@ -114,26 +114,6 @@ def test_report_page_is_self_contained():
         page.index("go live")
 
 
-@pytest.fixture(scope="module")
-def merchant_world(tmp_path_factory):
-    from merchant_kit.reference import LiveMerchant
-    from sandbox.cli import ensure_demo_merchant
-    from sandbox.live import LiveSandbox
-
-    root = tmp_path_factory.mktemp("gates")
-    live = LiveSandbox(root / "sandbox").start()
-    merchant_json = ensure_demo_merchant(live.app, live.base_url)
-    merchant = LiveMerchant({"MERCHANT_JSON": str(merchant_json), "ENABLE_DRIVER": True,
-                             "DATA_DIR": str(root / "merchant"), "CLOCK_URL": live.base_url,
-                             "RECONCILE_INTERVAL": 0}).start()
-    try:
-        yield {"sandbox": live.base_url, "merchant_json": merchant_json,
-               "driver": merchant.driver_url, "root": root}
-    finally:
-        merchant.stop()
-        live.stop()
-
-
 def test_gates_quick_against_the_reference_merchant(merchant_world):
     from sandbox.cli import _register_plugins, cli
 

@@ -167,26 +167,11 @@ def test_expected_states_follow_the_profile():
     assert expected_states(replace(a, confirm="declines")) == (judge.CANCELLED,)
 
 
-def test_live_mode_on_a_small_sample(tmp_path):
-    from merchant_kit.reference import LiveMerchant
-    from sandbox.cli import ensure_demo_merchant
-    from sandbox.live import LiveSandbox
-
-    live = LiveSandbox(tmp_path / "sandbox").start()
-    merchant = None
-    try:
-        merchant_json = ensure_demo_merchant(live.app, live.base_url)
-        merchant = LiveMerchant({"MERCHANT_JSON": str(merchant_json), "ENABLE_DRIVER": True,
-                                 "DATA_DIR": str(tmp_path / "merchant"),
-                                 "CLOCK_URL": live.base_url, "RECONCILE_INTERVAL": 0}).start()
-        policy = load_policy(DEFAULT.with_name("power_bank.yaml"))
-        result = run_live(policy, 60, 2024, driver_url=merchant.driver_url,
-                          sandbox_url=live.base_url, merchant_json=merchant_json,
-                          concurrency=8)
-    finally:
-        if merchant is not None:
-            merchant.stop()
-        live.stop()
+def test_live_mode_on_a_small_sample(merchant_world):
+    policy = load_policy(DEFAULT.with_name("power_bank.yaml"))
+    result = run_live(policy, 60, 2024, driver_url=merchant_world["driver"],
+                      sandbox_url=merchant_world["sandbox"],
+                      merchant_json=merchant_world["merchant_json"], concurrency=8)
     flows = result["flows"]
     assert flows["flows"] > 30 and flows["failed"] == 0, flows["examples"]
     assert result["seeded"]["inserted"] == 60

@@ -18,33 +18,12 @@ import pytest
 from loadtests.runner import LoadOptions, LoadTestError, run_load, validate
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """A live sandbox with the demo merchant, and the reference merchant in front of it."""
-    from merchant_kit.reference import LiveMerchant
-    from sandbox.cli import ensure_demo_merchant
-    from sandbox.live import LiveSandbox
-
-    root = tmp_path_factory.mktemp("loadrun")
-    live = LiveSandbox(root / "sandbox").start()
-    merchant_json = ensure_demo_merchant(live.app, live.base_url)
-    merchant = LiveMerchant({"MERCHANT_JSON": str(merchant_json), "ENABLE_DRIVER": True,
-                             "DATA_DIR": str(root / "merchant"), "CLOCK_URL": live.base_url,
-                             "RECONCILE_INTERVAL": 0}).start()
-    try:
-        yield {"sandbox": live.base_url, "merchant_json": merchant_json,
-               "driver": merchant.driver_url, "root": root}
-    finally:
-        merchant.stop()
-        live.stop()
-
-
-def test_cli_run_against_the_sandbox_with_a_fault_mix(world):
-    out = world["root"] / "cli-run"
+def test_cli_run_against_the_sandbox_with_a_fault_mix(merchant_world):
+    out = merchant_world["root"] / "cli-run"
     proc = subprocess.run(
         [sys.executable, "-m", "sandbox.cli", "loadtest", "--target", "sandbox", "--users", "4",
-         "--spawn-rate", "4", "--duration", "6s", "--sandbox", world["sandbox"],
-         "--merchant-json", str(world["merchant_json"]), "--out", str(out),
+         "--spawn-rate", "4", "--duration", "6s", "--sandbox", merchant_world["sandbox"],
+         "--merchant-json", str(merchant_world["merchant_json"]), "--out", str(out),
          "--faults", "http_error:500@10%,callback_duplicate@20%"],
         capture_output=True, text=True, timeout=240, check=False)
     assert proc.returncode == 3, proc.stdout + proc.stderr  # inconclusive: far too few flows
@@ -66,11 +45,11 @@ def test_cli_run_against_the_sandbox_with_a_fault_mix(world):
     assert result["sink"]["received"] >= 2 * tally["flows"] and not result["sink"]["rejected"]
 
 
-def test_distributed_mode_with_two_workers(world):
-    out = world["root"] / "distributed"
+def test_distributed_mode_with_two_workers(merchant_world):
+    out = merchant_world["root"] / "distributed"
     result = run_load(LoadOptions(target="sandbox", users=4, spawn_rate=4, duration="6s",
-                                  sandbox_url=world["sandbox"], out_dir=out, workers=2,
-                                  merchant_json=world["merchant_json"]))
+                                  sandbox_url=merchant_world["sandbox"], out_dir=out, workers=2,
+                                  merchant_json=merchant_world["merchant_json"]))
     logs = sorted(p.name for p in (out / "logs").iterdir())
     assert logs == ["master.log", "worker1.log", "worker2.log"]
     flows = [json.loads(line) for line in (out / "flows.jsonl").read_text().splitlines()]
@@ -80,11 +59,11 @@ def test_distributed_mode_with_two_workers(world):
     assert result.locust["aggregated"]["requests"] >= 5 * len(flows)
 
 
-def test_driver_target_through_the_reference_merchant(world):
+def test_driver_target_through_the_reference_merchant(merchant_world):
     result = run_load(LoadOptions(target="driver", users=3, spawn_rate=3, duration="6s",
-                                  sandbox_url=world["sandbox"], driver_url=world["driver"],
-                                  out_dir=world["root"] / "driver",
-                                  merchant_json=world["merchant_json"]))
+                                  sandbox_url=merchant_world["sandbox"], driver_url=merchant_world["driver"],
+                                  out_dir=merchant_world["root"] / "driver",
+                                  merchant_json=merchant_world["merchant_json"]))
     names = {row["name"] for row in result.locust["rows"]}
     assert {"start_rental", "user_confirm", "finish_rental", "get_rental"} <= names
     assert result.tally["flows"] > 0 and result.tally["failed"] == 0, result.tally["examples"]

@@ -17,15 +17,8 @@ from typing import Any
 import pytest
 import requests
 from flask import g, request
+from reference_support import DEAD_URL, Driver, failing_gateway
 from sqlalchemy import select, update
-from test_reference_merchant import (
-    DEAD_URL,
-    Driver,
-    failing_gateway,
-    merchant_factory,
-    sandbox_hooks,
-    start_live,
-)
 
 from merchant_kit import protocol
 from merchant_kit.reference import BUGS, LiveMerchant
@@ -33,21 +26,6 @@ from merchant_kit.reference.bugs import validate
 from sandbox import db, errors
 
 USER = "o_magic_never_confirms"
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    yield from start_live(tmp_path_factory)
-
-
-@pytest.fixture
-def make_driver(live, tmp_path):
-    yield from merchant_factory(live, tmp_path)
-
-
-@pytest.fixture
-def hooks(live):
-    yield from sandbox_hooks(live)
 
 
 def callback(d: Driver, event_type: str, resource: dict, *, ts: int | None = None,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
+from loadtests.runner import free_port
 from merchant_kit import cli as merchant_cli
 from sandbox import demo as demo_cli
 
@@ -37,14 +37,8 @@ def test_merchant_demo_lists_bugs_and_refuses_unknown_ones():
     assert missing.exit_code == 2 and "not found" in missing.output
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_merchant_demo_serves_the_driver_api_against_a_sandbox(payscore_sandbox, tmp_path):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [sys.executable, "-c", LAUNCH, "merchant-demo", "--sandbox", payscore_sandbox.base_url,
          "--merchant-json", str(payscore_sandbox.merchant_json), "--port", str(port),

@@ -8,142 +8,17 @@ users are played by the sandbox's control API; time moves only by advancing the 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
 import requests
 import yaml
-from flask import Response, g, request
+from reference_support import DEAD_URL, failing_gateway
 from sqlalchemy import func, select
 
-from merchant_kit.reference import MERCHANT_STATES, LiveMerchant
+from merchant_kit.reference import MERCHANT_STATES
 from sandbox import db
-from sandbox.live import LiveSandbox
-from sandbox.testing import add_merchant
 
-DEAD_URL = "http://127.0.0.1:9/payscore/notify"  # nothing listens: every callback is lost
 SPEC = Path(__file__).parents[1] / "merchant_kit" / "reference" / "driver-openapi.yaml"
-
-
-class Driver:
-    """What the scenario runner does: driver API calls, control API calls, sandbox evidence."""
-
-    def __init__(self, merchant: LiveMerchant, live: LiveSandbox, mchid: str):
-        self.m, self.live, self.mchid = merchant, live, mchid
-        self.http = requests.Session()
-
-    def call(self, method: str, path: str, body: Any = None, status: int = 200) -> Any:
-        r = self.http.request(method, self.m.driver_url + path, json=body, timeout=60)
-        assert r.status_code == status, (method, path, r.status_code, r.text)
-        return r.json()
-
-    def rent(self, openid: str, mode: str = "need_confirm", **extra: Any) -> dict:
-        return self.call("POST", "/rentals", {"openid": openid, "mode": mode, "deposit": 9900,
-                                               **extra}, status=201)
-
-    def get(self, rental_id: str) -> dict:
-        return self.call("GET", f"/rentals/{rental_id}")
-
-    def wait(self, rental_id: str, *states: str, until: Any = None) -> dict:
-        deadline = time.monotonic() + 15
-        view = self.get(rental_id)
-        while time.monotonic() < deadline:
-            if view["merchant_state"] in states and (until is None or until(view)):
-                return view
-            time.sleep(0.05)
-            view = self.get(rental_id)
-        raise AssertionError(f"still {view['merchant_state']}, wanted {states}: {view}")
-
-    def control(self, method: str, path: str, body: Any = None) -> Any:
-        r = self.http.request(method, f"{self.live.base_url}/sandbox{path}", json=body,
-                              timeout=60)
-        assert r.status_code < 400, (path, r.status_code, r.text)
-        return r.json() if r.content else None
-
-    def confirm(self, out_order_no: str, openid: str) -> None:
-        self.control("POST", f"/merchants/{self.mchid}/orders/{out_order_no}/confirm",
-                     {"openid": openid})
-
-    def order(self, out_order_no: str) -> Any:
-        with self.live.sandbox.engine.connect() as conn:
-            return conn.execute(select(db.orders).where(
-                db.orders.c.mchid == self.mchid,
-                db.orders.c.out_order_no == out_order_no)).first()
-
-    def requests_for(self, operation: str) -> int:
-        rl = db.request_log.c
-        with self.live.sandbox.engine.connect() as conn:
-            return conn.execute(select(func.count()).where(
-                rl.mchid == self.mchid, rl.operation == operation)).scalar_one()
-
-    def wait_order(self, out_order_no: str, state: str) -> Any:
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline:
-            row = self.order(out_order_no)
-            if row is not None and row.state == state:
-                return row
-            time.sleep(0.05)
-        raise AssertionError(f"sandbox order {out_order_no} never reached {state}")
-
-
-def start_live(tmp_path_factory) -> Iterator[LiveSandbox]:
-    sandbox = LiveSandbox(tmp_path_factory.mktemp("sandbox")).start()
-    yield sandbox
-    sandbox.stop()
-
-
-def merchant_factory(live: LiveSandbox, tmp_path: Path) -> Iterator[Callable[..., Driver]]:
-    """A fresh sandbox merchant and a reference merchant for it (optionally with bugs)."""
-    started: list[LiveMerchant] = []
-
-    def make(bugs: tuple[str, ...] = (), **config: Any) -> Driver:
-        account = add_merchant(live.app, base_url=live.base_url)
-        merchant = LiveMerchant({
-            "MERCHANT_JSON": str(account.json_path), "DATA_DIR": str(tmp_path / f"m{len(started)}"),
-            "ENABLE_DRIVER": True, "RECONCILE_INTERVAL": 0, "CLOCK_URL": live.base_url,
-            "RETRY_BASE_DELAY": 0.01, "BUGS": bugs, **config}).start()
-        started.append(merchant)
-        return Driver(merchant, live, account.mchid)
-
-    yield make
-    for merchant in started:
-        merchant.stop()
-
-
-def sandbox_hooks(live: LiveSandbox) -> Iterator[Any]:
-    """Sandbox hook lists a test may append to; emptied of the test's hooks afterwards."""
-    sb = live.sandbox.hooks
-    kept = {name: list(getattr(sb, name)) for name in ("before", "after", "build", "send")}
-    yield sb
-    for name, hooks in kept.items():
-        getattr(sb, name)[:] = hooks
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory):
-    yield from start_live(tmp_path_factory)
-
-
-@pytest.fixture
-def make_driver(live, tmp_path):
-    yield from merchant_factory(live, tmp_path)
-
-
-@pytest.fixture
-def hooks(live):
-    yield from sandbox_hooks(live)
-
-
-def failing_gateway(armed: list[bool]):
-    """An `after` hook: while armed, every /v3/ answer becomes a 502 page (already applied)."""
-    def hook(response: Response) -> Response:
-        if armed and armed[0] and request.path.startswith("/v3/"):
-            g.skip_signing = True
-            return Response(b"<html>502 Bad Gateway</html>", 502, content_type="text/html")
-        return response
-    return hook
 
 
 # ---------------------------------------------------------------------- life cycles

@@ -12,9 +12,6 @@ import datetime as dt
 import itertools
 import json
 import secrets
-import socket
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,12 +23,12 @@ import pytest
 import requests
 from sqlalchemy import func, select
 
+from loadtests import local
 from merchant_kit import protocol
 from sandbox import db
 from sandbox.testing import SignedClient, add_merchant, make_sandbox
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
-SERVER_START_S = 60  # upper bound for gunicorn and both workers to come up
 
 
 # ------------------------------------------------------------------ persistence (in process)
@@ -107,57 +104,26 @@ class Server:
                 "notify_url": "http://127.0.0.1:9/notify", "need_user_confirm": True}
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
-def _payscore_up(data_dir: Path, db_url: str | None, workers: int = 2) -> Iterator[Server]:
+def _payscore_up(root: Path, db_url: str | None, workers: int = 2) -> Iterator[Server]:
     """`payscore up --workers N` as a child process on a free loopback port."""
-    port = _free_port()
-    args = [sys.executable, "-m", "sandbox.cli", "up", "--host", "127.0.0.1", "--port",
-            str(port), "--data-dir", str(data_dir), "--workers", str(workers)]
-    if db_url:
-        args += ["--db", db_url]
-    log_path = data_dir.parent / f"up-{port}.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_S
-        while True:  # bounded: the deadline, or the child exiting
-            if proc.poll() is not None:
-                pytest.fail(f"payscore up exited early:\n{log_path.read_text()}")
-            with contextlib.suppress(requests.ConnectionError):
-                if requests.get(base_url + "/sandbox/health", timeout=2).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                pytest.fail(f"payscore up did not answer in {SERVER_START_S}s:\n"
-                            f"{log_path.read_text()}")
-            time.sleep(0.1)
-        info = json.loads((data_dir / "merchant.json").read_text())
+    # threads=4: `payscore up`'s own default, not the load runs' 8
+    with local.start(root, workers=workers, threads=4, db=db_url, merchant=False) as servers:
+        data_dir = servers.merchant_json.parent
+        info = json.loads(servers.merchant_json.read_text())
         private_key = protocol.load_private_key((data_dir / info["private_key_path"]).read_bytes())
         cert = protocol.load_certificate((data_dir / info["platform_certificate_path"])
                                          .read_bytes())
         url = db_url or f"sqlite:///{(data_dir / 'sandbox.db').resolve()}"
-        yield Server(base_url, url, info, private_key, protocol.public_key_of(cert))
-    finally:
-        proc.terminate()  # gunicorn: graceful stop of the master and its workers
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
+        yield Server(servers.sandbox_url, url, info, private_key, protocol.public_key_of(cert))
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
 def server(request, tmp_path_factory, postgres_schemas) -> Iterator[Server]:
-    data_dir = tmp_path_factory.mktemp(f"up-{request.param}") / "data"
+    root = tmp_path_factory.mktemp(f"up-{request.param}")
     with contextlib.ExitStack() as stack:
         db_url = stack.enter_context(postgres_schemas()) if request.param == "postgres" else None
-        yield stack.enter_context(_payscore_up(data_dir, db_url))
+        yield stack.enter_context(_payscore_up(root, db_url))
 
 
 @pytest.fixture

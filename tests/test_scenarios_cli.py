@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import xml.etree.ElementTree as ET
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,6 @@ from fault_scenarios.judges import Verdict
 from fault_scenarios.runner import ScenarioResult, Target
 from merchant_kit.reference import LiveMerchant
 from sandbox.cli import _register_plugins, cli
-from sandbox.live import LiveSandbox
 from sandbox.testing import add_merchant
 
 HOSTILE = "<script>alert('x')</script>&\"'"
@@ -86,12 +84,6 @@ def test_json_report_is_what_the_gates_read():
 
 
 # ---------------------------------------------------------------- the command, live
-
-
-@pytest.fixture(scope="module")
-def live(tmp_path_factory) -> Iterator[LiveSandbox]:
-    with LiveSandbox(tmp_path_factory.mktemp("scenarios-cli")) as sandbox:
-        yield sandbox
 
 
 @pytest.fixture(scope="module")
