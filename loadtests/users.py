@@ -22,6 +22,7 @@ import json
 import os
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -81,18 +82,24 @@ class _Base(FastHttpUser):
         self.prefix = f"L{self.cfg.run_id[-8:]}{os.getpid():07d}"
         self.signer = _signer(self.cfg)
 
-    def new_flow(self, target: str) -> FlowRecord:
+    def run_flow(self, target: str, steps: Callable[[FlowRecord], None]) -> None:
+        """One new flow through `steps`, recorded however it ends; the end of the run stopping
+        it midway marks it interrupted (the judge counts it apart, neither passed nor failed)."""
         number = f"{self.prefix}{next(_counter):08d}"
-        return FlowRecord(flow_id=number, target=target,
+        flow = FlowRecord(flow_id=number, target=target,
                           openid=self.rng.choice(self.cfg.openids),
                           amount=self.rng.randint(self.cfg.min_amount, self.cfg.max_amount),
                           started=time.time())
-
-    def record(self, flow: FlowRecord) -> None:
-        flow.ended = time.time()
-        flowlog = getattr(self.environment, "payscore_flowlog", None)
-        if flowlog is not None:
-            flowlog.record(flow)
+        try:
+            steps(flow)
+        except gevent.GreenletExit:
+            flow.interrupted = True
+            raise
+        finally:
+            flow.ended = time.time()
+            flowlog = getattr(self.environment, "payscore_flowlog", None)
+            if flowlog is not None:
+                flowlog.record(flow)
 
     # ------------------------------------------------------------ plain JSON calls
 
@@ -201,14 +208,7 @@ class SandboxMerchantUser(_Base):
 
     @task(3)
     def rental(self) -> None:
-        flow = self.new_flow("sandbox")
-        try:
-            self._rental(flow)
-        except gevent.GreenletExit:
-            flow.interrupted = True
-            raise
-        finally:
-            self.record(flow)
+        self.run_flow("sandbox", self._rental)
 
     def _rental(self, flow: FlowRecord) -> None:
         s = self.signer
@@ -305,14 +305,7 @@ class DriverUser(_Base):
 
     @task
     def rental(self) -> None:
-        flow = self.new_flow("driver")
-        try:
-            self._rental(flow)
-        except gevent.GreenletExit:
-            flow.interrupted = True
-            raise
-        finally:
-            self.record(flow)
+        self.run_flow("driver", self._rental)
 
     def driver(self, name: str, method: str, path: str, body: Any, flow: FlowRecord,
                expected: tuple[int, ...] = (200,)) -> Reply:

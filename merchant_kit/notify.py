@@ -207,13 +207,13 @@ class CallbackHandler:
             return 204, b""
         except _Reject as rej:
             log.warning("callback rejected (%s): %s", rej.status, rej.message)
-            return rej.status, _fail(rej.message)
+            return rej.status, fail_body(rej.message)
         except SQLAlchemyError:
             log.exception("callback store failed; WeChat will retry")
-            return 500, _fail("storage unavailable")
+            return 500, fail_body("storage unavailable")
         except Exception:  # the merchant's on_event: roll back, let WeChat retry
             log.exception("callback handler failed; WeChat will retry")
-            return 500, _fail("handler error")
+            return 500, fail_body("handler error")
 
     def parse(self, headers: Mapping[str, str], body: bytes) -> Event:
         """Verify, decrypt and type one callback; raises _Reject with the answer to give."""
@@ -235,16 +235,10 @@ class CallbackHandler:
                 or not notification_id or not isinstance(event_type, str):
             raise _Reject(400, "malformed notification")
         self._check_owner(event_type, payload)
-        common = {"id": notification_id, "event_type": event_type,
-                  "create_time": envelope.get("create_time"), "summary": envelope.get("summary"),
-                  "resource_type": envelope.get("resource_type"), "payload": payload,
-                  "request_id": headers.get("Request-ID")}
-        kind = _EVENT_KINDS.get(event_type)
-        if kind is None:
+        if event_type not in _EVENT_KINDS:
             log.warning("callback of unknown type %s delivered as a plain Event", event_type)
-            return Event(**common)
-        cls, attr, model = kind
-        return cls(**common, **{attr: model.from_dict(payload)})
+        return typed_event(notification_id, event_type, envelope, payload,
+                           headers.get("Request-ID"))
 
     def _check_owner(self, event_type: str, payload: dict[str, Any]) -> None:
         # A validly signed callback for another merchant/app is misrouted: never apply it.
@@ -256,7 +250,23 @@ class CallbackHandler:
             raise _Reject(400, "notification is for another appid")
 
 
-def _fail(message: str) -> bytes:
+def typed_event(notification_id: str, event_type: str, envelope: Mapping[str, Any],
+                payload: dict[str, Any], request_id: str | None) -> Event:
+    """The event for a decrypted callback: the subclass for its type with the resource parsed
+    into its model, or a plain Event for a type this kit does not know."""
+    common = {"id": notification_id, "event_type": event_type,
+              "create_time": envelope.get("create_time"), "summary": envelope.get("summary"),
+              "resource_type": envelope.get("resource_type"), "payload": payload,
+              "request_id": request_id}
+    kind = _EVENT_KINDS.get(event_type)
+    if kind is None:
+        return Event(**common)
+    cls, attr, model = kind
+    return cls(**common, **{attr: model.from_dict(payload)})
+
+
+def fail_body(message: str) -> bytes:
+    """The body of a refused callback, in the shape WeChat logs: {"code": "FAIL", "message"}."""
     return json.dumps({"code": "FAIL", "message": message}, ensure_ascii=False).encode("utf-8")
 
 
@@ -273,7 +283,7 @@ def flask_blueprint(handler: CallbackHandler, url_prefix: str = "", rule: str = 
     @bp.post(rule)
     def notify() -> Response:
         if (request.content_length or 0) > MAX_BODY:
-            return Response(_fail("body too large"), 413, content_type="application/json")
+            return Response(fail_body("body too large"), 413, content_type="application/json")
         status, out = handler.handle(request.headers.items(), request.get_data(cache=False))
         return Response(out, status, content_type="application/json" if out else None)
 
@@ -285,14 +295,14 @@ def wsgi_app(handler: CallbackHandler) -> Callable[..., Iterable[bytes]]:
 
     def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         if environ.get("REQUEST_METHOD") != "POST":
-            status, out = 405, _fail("method not allowed")
+            status, out = 405, fail_body("method not allowed")
         else:
             try:
                 length = int(environ.get("CONTENT_LENGTH") or 0)
             except ValueError:
                 length = -1
             if length < 0 or length > MAX_BODY:
-                status, out = 413, _fail("body too large")
+                status, out = 413, fail_body("body too large")
             else:
                 body = environ["wsgi.input"].read(length) if length else b""
                 headers = [(k[5:].replace("_", "-"), v) for k, v in environ.items()

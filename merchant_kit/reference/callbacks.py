@@ -27,15 +27,14 @@ from merchant_kit import (
     Event,
     MerchantConfig,
     NotificationStore,
-    PermissionChange,
     PermissionEvent,
     PlatformKeys,
     RefundEvent,
-    RefundNotice,
     ServiceOrder,
     ServiceOrderEvent,
     protocol,
 )
+from merchant_kit.notify import fail_body, typed_event
 from merchant_kit.reference import states, store
 from merchant_kit.reference.apply import apply_order, apply_refund
 from merchant_kit.reference.clock import MerchantClock
@@ -137,17 +136,6 @@ class Callbacks:
 
 # ---------------------------------------------------------------------- the careless handler
 
-_KINDS: dict[str, tuple[type[Event], str, Any]] = {
-    "PAYSCORE.USER_CONFIRM": (ServiceOrderEvent, "order", ServiceOrder),
-    "PAYSCORE.USER_PAID": (ServiceOrderEvent, "order", ServiceOrder),
-    "PAYSCORE.USER_OPEN_SERVICE": (PermissionEvent, "permission", PermissionChange),
-    "PAYSCORE.USER_CLOSE_SERVICE": (PermissionEvent, "permission", PermissionChange),
-    "REFUND.SUCCESS": (RefundEvent, "refund", RefundNotice),
-    "REFUND.ABNORMAL": (RefundEvent, "refund", RefundNotice),
-    "REFUND.CLOSED": (RefundEvent, "refund", RefundNotice),
-}
-
-
 class NaiveCallbackHandler:
     """Hand-written instead of the kit's CallbackHandler, one step left out per bug switch:
     the signature, the timestamp window, the owner check, the durable dedupe key, or the error
@@ -169,21 +157,21 @@ class NaiveCallbackHandler:
                 if payload.get("mchid") != self.config.mchid or (
                         event.event_type.startswith("PAYSCORE.")
                         and payload.get("appid") != self.config.appid):
-                    return 400, _fail("notification is for another merchant")
+                    return 400, fail_body("notification is for another merchant")
             self._process(event)
             return 204, b""
         except protocol.SignatureRejected as exc:
-            return 401, _fail(f"signature rejected: {exc.reason}")
+            return 401, fail_body(f"signature rejected: {exc.reason}")
         except (ValueError, KeyError, TypeError):
             if "ack_unprocessable_callbacks" in self.bugs:
                 log.warning("unreadable callback acknowledged anyway")
                 return 204, b""
-            return 400, _fail("malformed notification")
+            return 400, fail_body("malformed notification")
         except Exception:  # the merchant's own code broke: WeChat retries
             log.exception("callback handling failed")
             if "ack_unprocessable_callbacks" in self.bugs:
                 return 204, b""
-            return 500, _fail("handler error")
+            return 500, fail_body("handler error")
 
     def _verify(self, headers: Any, body: bytes) -> None:
         if "no_callback_signature_check" in self.bugs:
@@ -203,15 +191,8 @@ class NaiveCallbackHandler:
                                                        envelope["resource"]))
         if not isinstance(payload, dict):
             raise TypeError("resource is not an object")
-        common = {"id": str(envelope["id"]), "event_type": str(envelope["event_type"]),
-                  "create_time": envelope.get("create_time"), "summary": envelope.get("summary"),
-                  "resource_type": envelope.get("resource_type"), "payload": payload,
-                  "request_id": headers.get("Request-ID")}
-        kind = _KINDS.get(common["event_type"])
-        if kind is None:
-            return Event(**common)
-        cls, attr, model = kind
-        return cls(**common, **{attr: model.from_dict(payload)})
+        return typed_event(str(envelope["id"]), str(envelope["event_type"]), envelope, payload,
+                           headers.get("Request-ID"))
 
     def _process(self, event: Event) -> None:
         def apply(conn: Connection) -> None:
@@ -228,7 +209,3 @@ class NaiveCallbackHandler:
             self._seen.add(event.id)  # after the work: two copies at once both get through
         else:
             self.notifications.process(event.id, event.event_type, apply)
-
-
-def _fail(message: str) -> bytes:
-    return json.dumps({"code": "FAIL", "message": message}, ensure_ascii=False).encode("utf-8")
