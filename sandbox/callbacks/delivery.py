@@ -1,4 +1,6 @@
-"""One callback delivery attempt as the dispatcher builds it, and where faults may bend it.
+"""One callback delivery attempt as the dispatcher builds it, and where faults may bend it; and
+the records the dispatcher passes along around it: the leased row (Claimed), what was sent
+(Posted) and what was recorded (Outcome).
 
 Hook points (Sandbox.hooks), each a callable taking the Delivery and mutating it in place:
 - `build` hooks run twice per attempt: with `stage="plaintext"` before encryption (they may
@@ -13,6 +15,10 @@ A hook that bends a delivery sets `fault` (and `scenario_id`), which the attempt
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # envelope builds Deliveries: importing it at run time would be circular
+    from sandbox.callbacks.envelope import Attempt
 
 
 @dataclass
@@ -39,3 +45,27 @@ class Delivery:
     hold_us: int = 0
     fault: str | None = None
     scenario_id: str | None = None
+
+
+@dataclass
+class Claimed:
+    """A due notification leased to this dispatcher, with its merchant, at `now_us`."""
+
+    row: object
+    merchant: object
+    now_us: int
+    one_shot: bool = False  # a test send (send_test): one attempt, never retried
+
+
+@dataclass
+class Posted:
+    item: Claimed
+    delivery: Delivery
+    attempts: list[Attempt] | None  # None: held by a fault, nothing was sent
+
+
+@dataclass
+class Outcome:
+    notification_id: str
+    status: str  # DELIVERED | PENDING | FAILED | HELD
+    attempts: list[dict]

@@ -36,7 +36,7 @@ import requests
 
 from sandbox import db, errors
 from sandbox.callbacks import envelope, outbox
-from sandbox.callbacks.delivery import Delivery
+from sandbox.callbacks.delivery import Claimed, Delivery, Outcome, Posted
 from sandbox.callbacks.envelope import Attempt
 
 log = logging.getLogger("payscore.callbacks")
@@ -62,28 +62,6 @@ class Settings:
         return cls(outbox.parse_schedule(get("CALLBACK_RETRY_SCHEDULE", None)),
                    float(get("CALLBACK_TIMEOUT_S", 5.0)), float(get("CALLBACK_LEASE_S", 60.0)),
                    float(get("CALLBACK_POLL_S", 0.2)), max(1, int(get("CALLBACK_WORKERS", 8))))
-
-
-@dataclass
-class Claimed:
-    row: object
-    merchant: object
-    now_us: int
-    one_shot: bool = False
-
-
-@dataclass
-class Posted:
-    item: Claimed
-    delivery: Delivery
-    attempts: list[Attempt] | None  # None: held by a fault, nothing was sent
-
-
-@dataclass
-class Outcome:
-    notification_id: str
-    status: str  # DELIVERED | PENDING | FAILED | HELD
-    attempts: list[dict]
 
 
 def _wall_us() -> int:
