@@ -13,8 +13,10 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pytest
+from callbacks_support import T0, Env
 from reference_support import Driver
 
+from sandbox.callbacks.dispatcher import dispatcher_of
 from sandbox.live import LiveSandbox
 from sandbox.testing import SignedClient, add_merchant, make_sandbox
 
@@ -91,6 +93,17 @@ def merchant(app):
 @pytest.fixture
 def client(app, merchant):
     return SignedClient(app, merchant)
+
+
+@pytest.fixture
+def cb(tmp_path) -> Iterator[Env]:
+    """A sandbox on a frozen clock (at T0), one merchant, and its (not started) dispatcher."""
+    app = make_sandbox(tmp_path, CALLBACK_TIMEOUT_S=1.0)
+    sb = app.extensions["payscore"]
+    sb.clock.freeze(T0)
+    yield Env(app, sb, add_merchant(app), dispatcher_of(sb))
+    sb.extras["stop_services"]()
+    sb.engine.dispose()
 
 
 # ---------------------------------------------------------------------- live, over HTTP

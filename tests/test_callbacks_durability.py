@@ -18,16 +18,15 @@ from pathlib import Path
 
 import pytest
 import requests
+from callbacks_support import T0, Receiver, S, enqueue, row_of
 from sqlalchemy import func, select
-from test_callbacks import T0, Receiver, enqueue, free_port, row_of
 
+from loadtests.runner import free_port
 from sandbox import db
 from sandbox.callbacks import outbox
 from sandbox.callbacks.dispatcher import Dispatcher, dispatcher_of
 from sandbox.clock import Clock
 from sandbox.testing import add_merchant, make_sandbox
-
-S = 1_000_000
 
 
 def wait_until(predicate, deadline_s: float, step_s: float = 0.05) -> bool:

@@ -11,8 +11,8 @@ import json
 
 import pytest
 import requests
+from callbacks_support import Receiver
 from sqlalchemy import select, update
-from test_callbacks import Receiver
 
 from merchant_kit import protocol
 from sandbox import db
