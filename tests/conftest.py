@@ -96,6 +96,12 @@ def client(app, merchant):
 
 
 @pytest.fixture
+def other(app) -> SignedClient:
+    """A second merchant on the same sandbox: what a fault's scope must leave alone."""
+    return SignedClient(app, add_merchant(app))
+
+
+@pytest.fixture
 def cb(tmp_path) -> Iterator[Env]:
     """A sandbox on a frozen clock (at T0), one merchant, and its (not started) dispatcher."""
     app = make_sandbox(tmp_path, CALLBACK_TIMEOUT_S=1.0)
