@@ -7,18 +7,15 @@ instant. Advancing runs every timed job that falls due, in order (see sandbox.wo
 from __future__ import annotations
 
 import datetime as dt
-import time
 
 from sqlalchemy import update
 from sqlalchemy.engine import Connection, Engine
 
 from sandbox import db
+from sandbox.held import StateProbe
+from sandbox.held import wall_us as _wall_us
 
 UTC = dt.UTC
-
-
-def _wall_us() -> int:
-    return time.time_ns() // 1000
 
 
 def to_datetime(us: int) -> dt.datetime:
@@ -35,16 +32,20 @@ _CLOCK_ROW = db.clock.select().where(db.clock.c.id == 1)
 
 
 class Clock:
-    """Reads and moves the shared clock; every read is one small indexed SELECT."""
+    """Reads and moves the shared clock; every read is one small indexed SELECT, on the
+    caller's connection inside a transaction, else on the process's held connection."""
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, probe: StateProbe | None = None):
         self.engine = engine
+        self.probe = probe
 
     def now_us(self, conn: Connection | None = None) -> int:
-        if conn is None:
-            with self.engine.connect() as own:
-                return self._read(own)
-        return self._read(conn)
+        if conn is not None:
+            return self._read(conn)
+        if self.probe is not None:
+            return self.probe.now_us()
+        with self.engine.connect() as own:
+            return self._read(own)
 
     @staticmethod
     def _read(conn: Connection) -> int:

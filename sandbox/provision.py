@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection, Engine
 
 from merchant_kit import protocol
@@ -163,4 +163,7 @@ def write_merchant_files(data_dir: Path, merchant: NewMerchant, base_url: str,
 
 
 def merchant_row(conn: Connection, mchid: str):
-    return conn.execute(select(db.merchants).where(db.merchants.c.mchid == mchid)).first()
+    return conn.execute(_MERCHANT, {"mchid": mchid}).first()
+
+
+_MERCHANT = select(db.merchants).where(db.merchants.c.mchid == bindparam("mchid"))

@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from urllib.parse import quote
 
 from flask import Request
-from sqlalchemy import bindparam, select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Engine
 
 from merchant_kit import protocol
-from sandbox import db, errors, provision
+from sandbox import errors, provision
 
 AUTH_MESSAGES = {
     "missing": "HTTP头Authorization值格式错误",
@@ -39,17 +38,20 @@ class MerchantKeys:
 
 
 class MerchantCache:
-    """Merchant verification keys by mchid; PEM parsing is too slow to repeat per request."""
+    """Merchant verification keys by mchid; PEM parsing is too slow to repeat per request.
+    A merchant's keys never change once provisioned, so entries are never invalidated."""
 
-    def __init__(self) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
         self._by_mchid: dict[str, MerchantKeys] = {}
         self._lock = threading.Lock()
 
-    def get(self, conn: Connection, mchid: str) -> MerchantKeys | None:
+    def get(self, mchid: str) -> MerchantKeys | None:
         hit = self._by_mchid.get(mchid)
         if hit is not None:
             return hit
-        row = provision.merchant_row(conn, mchid)
+        with self.engine.connect() as conn:
+            row = provision.merchant_row(conn, mchid)
         if row is None:
             return None
         cert = protocol.load_certificate(row.certificate_pem)
@@ -58,17 +60,6 @@ class MerchantCache:
         with self._lock:
             self._by_mchid[mchid] = keys
         return keys
-
-
-def signing_mode(conn: Connection, mchid: str) -> str:
-    """Which platform key signs the merchant's answers (§5.4), read fresh on every request:
-    the control API, faults and tests change it in the database and the very next answer must
-    follow, so unlike the keys above it is not cached."""
-    return conn.execute(_SIGNING_MODE, {"mchid": mchid}).scalar() or "certificate"
-
-
-_SIGNING_MODE = select(db.merchants.c.signing_mode).where(
-    db.merchants.c.mchid == bindparam("mchid"))
 
 
 def canonical_url(request: Request) -> bytes:
@@ -100,14 +91,18 @@ def sign_error(reason: str, request: Request, message: bytes | None = None) -> e
     return errors.SignError(AUTH_MESSAGES[reason], detail=detail)
 
 
-def verify_request(request: Request, conn: Connection, cache: MerchantCache, now_s: int,
-                   window: int = protocol.MAX_CLOCK_SKEW) -> MerchantKeys:
-    """Return the merchant whose signature the request carries, or raise SignError."""
+def parse_authorization(request: Request) -> protocol.Authorization:
+    """The Authorization header's fields, or SignError (missing, malformed, wrong scheme)."""
     try:
-        auth = protocol.parse_authorization(request.headers.get("Authorization"))
+        return protocol.parse_authorization(request.headers.get("Authorization"))
     except protocol.AuthorizationFormatError as exc:
         raise sign_error(str(exc), request) from None
-    merchant = cache.get(conn, auth.mchid)
+
+
+def verify_request(request: Request, auth: protocol.Authorization, merchants: MerchantCache,
+                   now_s: int, window: int = protocol.MAX_CLOCK_SKEW) -> MerchantKeys:
+    """Return the merchant whose signature the request carries, or raise SignError."""
+    merchant = merchants.get(auth.mchid)
     if merchant is None:
         raise sign_error("mchid", request)
     if auth.serial_no.upper() != merchant.serial_no.upper():

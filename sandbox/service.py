@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 
 from sandbox import db, provision
 from sandbox.clock import Clock
+from sandbox.held import HeldConnection, RequestLog, StateProbe
 from sandbox.security import MerchantCache, ResponseSigner
 
 
@@ -32,8 +33,11 @@ class Sandbox:
     def __init__(self, engine: Engine, config: dict):
         self.engine = engine
         self.config = config
-        self.clock = Clock(engine)
-        self.merchants = MerchantCache()
+        self.held = HeldConnection(engine)
+        self.probe = StateProbe(engine, self.held)
+        self.clock = Clock(engine, self.probe)
+        self.merchants = MerchantCache(engine)
+        self.request_log = RequestLog(engine, self.held)
         self.hooks = Hooks()
         self.data_dir = Path(config.get("DATA_DIR", ".payscore"))
         with engine.connect() as conn:

@@ -237,14 +237,14 @@ def test_the_cache_reloads_only_when_the_fault_set_changes(app, sandbox, client,
     assert len(loads) == before + 1
 
 
-def test_a_broken_version_probe_reloads_and_recovers(app, sandbox, client, caplog):
-    probe = sandbox.extras["faults"].probe
-    assert create(client, "BP-0").status_code == 200 and probe.read() is not None
-    probe._dbapi.close()  # the held connection dies under the probe
+def test_a_broken_held_connection_is_reopened_and_faults_still_apply(app, sandbox, client,
+                                                                      caplog):
+    assert create(client, "BP-0").status_code == 200 and sandbox.held._dbapi is not None
+    sandbox.held._dbapi.close()  # the held connection dies under the clock/version read
     arm(app, effect="http_error", mchid=client.merchant.mchid, remaining=2)
     assert [create(client, f"BP-{i}").status_code for i in (1, 2, 3)] == [500, 500, 200]
-    assert probe.read() is not None  # a new connection
-    assert sum("could not read the fault version" in r.message for r in caplog.records) == 1
+    assert sandbox.probe.fault_version() is not None  # a new connection
+    assert sum("held database connection failed" in r.message for r in caplog.records) == 1
 
 
 def test_rows_written_by_hand_get_defaults_and_bad_ones_are_ignored(app, sandbox, client):

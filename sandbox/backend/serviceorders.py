@@ -23,9 +23,11 @@ class ServiceOrders:
 
     # ------------------------------------------------------------ merchant operations
 
-    def create_service_order(self, mchid: str, body: dict, now_us: int) -> dict[str, Any]:
+    def create_service_order(self, mchid: str, body: dict, now_us: int,
+                             merchant: Any = None) -> dict[str, Any]:
+        """`merchant`: the settings the request read at its start (sandbox.held), if any."""
         with db.write_tx(self.engine) as conn:
-            merchant = provision.merchant_row(conn, mchid)
+            merchant = merchant or provision.merchant_row(conn, mchid)
             o.check_merchant_ids(merchant, body["appid"], body["service_id"])
             request_digest = o.digest(body)
             existing = self._existing(conn, mchid, body["out_order_no"])
@@ -231,9 +233,7 @@ class ServiceOrders:
 
     @staticmethod
     def _existing(conn: Connection, mchid: str, out_order_no: str) -> Row | None:
-        return conn.execute(db.for_update(select(db.orders).where(
-            db.orders.c.mchid == mchid, db.orders.c.out_order_no == out_order_no),
-            conn)).first()
+        return o.order_by_no(conn, mchid, out_order_no, lock=True)
 
     @staticmethod
     def _own(conn: Connection, mchid: str, out_order_no: str, body: dict) -> Row:

@@ -33,6 +33,5 @@ def install(app: Flask, sandbox: Any) -> FaultEngine:
     sandbox.hooks.send.append(hooks.send)
     sandbox.extras["faults"] = engine
     sandbox.extras["fault_control"] = Faults(sandbox)
-    sandbox.extras.setdefault("stop_callbacks", []).append(engine.close)  # type: ignore[union-attr]
     app.wsgi_app = ConnectionFaults(app.wsgi_app)  # type: ignore[method-assign]
     return engine

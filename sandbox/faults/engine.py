@@ -2,9 +2,8 @@
 
 - The armed faults live in the `faults` table, so every worker process (and host) sees the same
   set. Each process caches it and re-reads it only when `fault_version` changed; every
-  transaction that changes the set bumps that version. The version is read at every hook call:
-  through one held DBAPI connection on SQLite (a few µs, where a pooled checkout would open a
-  new SQLite connection every time) and one pooled query on PostgreSQL.
+  transaction that changes the set bumps that version. A request reads the version together
+  with the clock on the process's held connection (sandbox.held); callback hooks read it there.
 - Taking a fault is one write transaction: the row is locked, the window is checked on the
   sandbox clock, `matched` counts the call, a seeded draw decides a probability trigger (call k
   draws sha256("seed:k"), so every process and every rerun draws the same), then `remaining`
@@ -19,15 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import threading
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
 from marshmallow import ValidationError
-from sqlalchemy import event, select, update
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import select, update
+from sqlalchemy.engine import Connection
 
 from sandbox import db, provision
 from sandbox.faults.effects import KINDS, Effect
@@ -56,65 +54,6 @@ def release_held(conn: Connection, fault_id: int, due_us: int,
     if order_pk is not None:
         stmt = stmt.where(n.c.order_pk == order_pk)
     return conn.execute(stmt.values(next_attempt_us=due_us)).rowcount
-
-
-class VersionProbe:
-    """Reads `fault_version`, as cheaply as the database allows."""
-
-    SQL = "SELECT version FROM fault_version WHERE id = 1"
-
-    def __init__(self, engine: Engine):
-        self.engine = engine
-        # One connection of our own, kept open in autocommit: a pool checkout would cost a
-        # BEGIN and a ROLLBACK around the read (and a ping on PostgreSQL), milliseconds under
-        # load. It is closed with the engine (dispose(), also before a fork). An in-memory
-        # SQLite database exists per connection: there, the pool's.
-        self.held = not (engine.dialect.name == "sqlite" and
-                         engine.url.database in (None, "", ":memory:"))
-        if self.held:
-            event.listen(engine, "engine_disposed", lambda _engine: self.close())
-        self._raw: Any = None
-        self._dbapi: Any = None
-        self._pid: int | None = None
-        self._inherited: list[Any] = []  # a parent process's connection: never closed here
-        self._failing = False  # log a broken probe once, not at every request
-        self._lock = threading.Lock()
-
-    def read(self) -> int | None:
-        """The version, or None when it cannot be read (the caller then reloads)."""
-        try:
-            if not self.held:
-                with self.engine.connect() as conn:
-                    return conn.exec_driver_sql(self.SQL).scalar()
-            with self._lock:
-                if self._raw is not None and self._pid != os.getpid():
-                    self._inherited.append(self._raw)
-                    self._raw = None
-                if self._raw is None:
-                    raw = self.engine.raw_connection()
-                    dbapi = raw.driver_connection
-                    if self.engine.dialect.name == "postgresql":
-                        dbapi.autocommit = True  # never idle in a transaction
-                    raw.detach()  # ours alone: outside the pool's size
-                    self._raw, self._dbapi, self._pid = raw, dbapi, os.getpid()
-                row = self._dbapi.execute(self.SQL).fetchone()
-            self._failing = False
-            return row[0] if row else None
-        except Exception:  # a broken connection: the next call opens a new one
-            if not self._failing:
-                log.warning("could not read the fault version", exc_info=True)
-            self._failing = True
-            self.close()
-            return None
-
-    def close(self) -> None:
-        with self._lock:
-            raw, self._raw = self._raw, None
-        if raw is not None:
-            try:
-                raw.close()
-            except Exception:  # closing a broken connection may fail too
-                log.debug("closing the fault version connection failed", exc_info=True)
 
 
 @dataclass(frozen=True)
@@ -157,21 +96,35 @@ class Snapshot:
 class FaultEngine:
     def __init__(self, sandbox: Any):
         self.sb = sandbox
-        self.probe = VersionProbe(sandbox.engine)
+        self._failing = False  # log a broken version read once, not at every request
         self._snapshot = Snapshot(None)
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------ the cache
 
-    def armed(self) -> Snapshot:
-        """The active faults by hook; costs one version read when nothing changed."""
-        version = self.probe.read()
+    def armed(self, version: int | None = None) -> Snapshot:
+        """The active faults by hook; costs one version read when nothing changed. A request
+        passes the version it read with the clock (sandbox.held.StateProbe), so it costs none."""
+        if version is None:
+            version = self._read_version()
         if version is not None and version == self._snapshot.version:
             return self._snapshot
         with self._lock:
             if version is None or version != self._snapshot.version:
                 self._snapshot = self._load(version)
             return self._snapshot
+
+    def _read_version(self) -> int | None:
+        """The version, or None when it cannot be read (the caller then reloads)."""
+        try:
+            version = self.sb.probe.fault_version()
+        except Exception:
+            if not self._failing:
+                log.warning("could not read the fault version", exc_info=True)
+            self._failing = True
+            return None
+        self._failing = False
+        return version
 
     def _load(self, version: int | None) -> Snapshot:
         f, k = db.faults, db.platform_keys
@@ -276,6 +229,3 @@ class FaultEngine:
             conn.execute(update(f).where(f.c.id == fault_id)
                          .values(state={**(row.state or {}), key: value}))
             bump_version(conn)
-
-    def close(self) -> None:
-        self.probe.close()

@@ -80,7 +80,7 @@ class FaultHooks:
     # ------------------------------------------------------------ API requests
 
     def before(self) -> Response | None:
-        snapshot = self.engine.armed()
+        snapshot = self.engine.armed(g.get("fault_version"))
         g.fault_snapshot = snapshot
         faults = snapshot.by_hook.get("before")
         if not faults or not g.get("mchid"):

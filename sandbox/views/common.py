@@ -45,6 +45,7 @@ def load_body(schema: type[Schema], path_params: tuple[str, ...] = ()) -> dict:
         raise errors.param_error("/", "body is not valid UTF-8 JSON") from None
     if not isinstance(data, dict):
         raise errors.param_error("/", "body must be a JSON object")
+    g.json_body = data  # the request log's order reference reads it rather than parse again
     for name in path_params:
         if name in data:
             # §1.2: a path parameter in the body cannot be mapped a second time

@@ -6,7 +6,7 @@ schemas are the marshmallow classes the view validates with, so there is one sou
 
 from __future__ import annotations
 
-from flask import Blueprint
+from flask import Blueprint, g
 
 from sandbox.schemas import common as c
 from sandbox.schemas import orders as s
@@ -31,7 +31,8 @@ def create_service_order():
                 content: {application/json: {schema: CreateServiceOrderResponse}}}
     """
     body = load_body(s.CreateServiceOrderRequest)
-    return render(current().orders.create_service_order(mchid(), body, now_us()))
+    return render(current().orders.create_service_order(mchid(), body, now_us(),
+                                                        g.get("merchant_config")))
 
 
 @bp.get("")
