@@ -102,8 +102,8 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def child_server(args: list[str], port: int) -> Iterator[str]:
-    """Run this script with `args` as a child; yield its base URL once it answers."""
+def child_server(args: list[str], port: int) -> Iterator[tuple[str, int]]:
+    """Run this script with `args` as a child; yield its base URL and pid once it answers."""
     proc = subprocess.Popen([sys.executable, __file__, *args])
     try:
         deadline = time.monotonic() + 60
@@ -118,7 +118,7 @@ def child_server(args: list[str], port: int) -> Iterator[str]:
             if time.monotonic() > deadline:
                 raise SystemExit(f"server {args[0]} did not start")
             time.sleep(0.1)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{port}", proc.pid
     finally:
         proc.terminate()
         try:
@@ -177,12 +177,31 @@ def plan(merchant: Merchant, tag: str, n: int, query_share: float, known: list[s
     return out
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) used so far by a server and its worker processes: with it
+    the run tells CPU per request apart from time spent waiting (locks, the database)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for proc in [root, *root.children(recursive=True)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = proc.cpu_times()
+            total += t.user + t.system
+    return total
+
+
 @dataclass
 class Result:
     requests: int
     seconds: float
     latencies_ms: list[float]
     failures: int
+    cpu_s: float = 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_s / self.requests * 1000
 
     @property
     def rps(self) -> float:
@@ -257,10 +276,11 @@ def run(args: argparse.Namespace) -> None:
     floor_args = ["serve-floor", str(ports["floor"]), *common]
     with scratch_database(args.db) as db_url, \
             child_server(["serve-sandbox", str(data_dir), str(ports["sandbox"]), *common,
-                          db_url or ""], ports["sandbox"]) as sandbox_url, \
-            child_server(floor_args, ports["floor"]) as floor_url:
+                          db_url or ""], ports["sandbox"]) as (sandbox_url, sandbox_pid), \
+            child_server(floor_args, ports["floor"]) as (floor_url, floor_pid):
         merchant = Merchant.from_json(data_dir / "merchant.json")
         urls = {"sandbox": sandbox_url, "floor": floor_url}
+        pids = {"sandbox": sandbox_pid, "floor": floor_pid}
         known = [f"warm-{i}" for i in range(args.warmup)]
         for name, url in urls.items():  # warm both; the sandbox keeps these orders for queries
             drive(url, [merchant.create(no) for no in known], args.connections)
@@ -269,15 +289,19 @@ def run(args: argparse.Namespace) -> None:
             for name, url in urls.items():
                 requests_ = plan(merchant, f"r{round_no}-{name}", args.requests,
                                  args.query_share, known, seed=round_no)
+                cpu_before = tree_cpu_s(pids[name])
                 result = drive(url, requests_, args.connections)
+                result.cpu_s = tree_cpu_s(pids[name]) - cpu_before
                 results[name].append(result)
                 print(f"round {round_no + 1} {name:7s} {result.rps:8.1f} req/s  "
                       f"p50 {result.pct(50):6.2f} ms  p99 {result.pct(99):6.2f} ms  "
-                      f"non-2xx {result.failures}", flush=True)
+                      f"server CPU {result.cpu_ms:5.2f} ms/req  non-2xx {result.failures}",
+                      flush=True)
     summary = {}
     for name, rounds in results.items():
         latencies = [ms for r in rounds for ms in r.latencies_ms]
         pooled = Result(len(latencies), 1.0, latencies, sum(r.failures for r in rounds))
+        pooled.cpu_s = statistics.median(r.cpu_ms for r in rounds) * len(latencies) / 1000
         summary[name] = (statistics.median(r.rps for r in rounds), pooled)
     print(f"\nworkers={args.workers} threads={args.threads} connections={args.connections} "
           f"requests/round={args.requests} query share={args.query_share} "
@@ -285,7 +309,8 @@ def run(args: argparse.Namespace) -> None:
     for name, (rps, pooled) in summary.items():
         label = "(a) sandbox" if name == "sandbox" else "(b) floor  "
         print(f"{label}  {rps:8.1f} req/s (median)  p50 {pooled.pct(50):6.2f} ms  "
-              f"p99 {pooled.pct(99):6.2f} ms  non-2xx {pooled.failures}")
+              f"p99 {pooled.pct(99):6.2f} ms  server CPU {pooled.cpu_ms:5.2f} ms/req  "
+              f"non-2xx {pooled.failures}")
     ratio = summary["sandbox"][0] / summary["floor"][0]
     print(f"ratio a/b  {ratio:.2f}  (target >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'})")
 

@@ -42,6 +42,37 @@ def _session() -> requests.Session:
     return session
 
 
+class DriverNotFound(RuntimeError):
+    """No driver API answers at the URL given (nor under its /driver path)."""
+
+
+def resolve_driver_url(url: str, timeout: float = 10.0) -> str:
+    """The driver API's base URL. The contract's paths are /driver/..., so a merchant's root
+    URL (what its banner prints) is an easy thing to pass for the driver's own: `url` is
+    taken when GET {url}/health answers as a driver (a JSON object with `driver_version`),
+    else {url}/driver when that does; else DriverNotFound says what each answered. Checked
+    before a run so that a wrong URL fails in a second, not as 20 minutes of failed flows."""
+    base = url.rstrip("/")
+    tried = []
+    http = _session()
+    for candidate in (base, base + "/driver") if not base.endswith("/driver") else (base,):
+        try:
+            r = http.get(candidate + "/health", timeout=timeout)
+            body = r.json() if r.status_code == 200 else None
+        except requests.RequestException as exc:
+            tried.append(f"GET {candidate}/health: {type(exc).__name__}")
+            continue
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "driver_version" in body:
+            return candidate
+        tried.append(f"GET {candidate}/health: {r.status_code}"
+                     + ("" if r.status_code != 200 else " (not a driver health answer)"))
+    raise DriverNotFound("no merchant driver API at " + url + " (" + "; ".join(tried) +
+                         "); is the merchant running with its driver API on? The reference "
+                         "merchant serves it at http://127.0.0.1:8090/driver")
+
+
 class Driver:
     def __init__(self, base_url: str, timeout: float = DRIVER_TIMEOUT_S):
         self.base_url = base_url.rstrip("/")

@@ -11,7 +11,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fault_scenarios import catalogue
-from fault_scenarios.clients import ControlError, Driver, Sandbox
+from fault_scenarios.clients import (
+    ControlError,
+    Driver,
+    DriverNotFound,
+    Sandbox,
+    resolve_driver_url,
+)
 
 
 class RunnerError(RuntimeError):
@@ -31,6 +37,10 @@ class Target:
 def discover(driver_url: str, sandbox_url: str | None = None, mchid: str | None = None,
              read_timeout: float | None = None, recovery_wait: float | None = None) -> Target:
     """Who the merchant is and where its sandbox is: the driver's health, else the options."""
+    try:
+        driver_url = resolve_driver_url(driver_url)
+    except DriverNotFound as exc:
+        raise RunnerError(str(exc)) from None
     health = Driver(driver_url).get_health()
     if not health.ok or not isinstance(health.body, dict):
         raise RunnerError(f"GET {driver_url}/health: {health.status or health.error}; is the "

@@ -37,6 +37,13 @@ from loadtests.gates_math import FAIL, INCONCLUSIVE, PASS
 from loadtests.judge import FlowRecord
 from loadtests.policy import POLICIES_DIR, load_policy
 
+STAGE_TITLES = {
+    "api_application": "API application: every call correctly signed",
+    "sandbox_test": "Sandbox test: 30 anomaly scenarios and a load run",
+    "gray_release": "Gray release: conversion of the sampled users",
+    "go_live": "Go-live: the risk circuit breaker",
+}
+
 BREAKER_LIMITS = {"fail_max": (1, 50), "reset_timeout": (1.0, 600.0)}
 
 
@@ -157,18 +164,20 @@ def requests_since(sandbox_url: str, mchid: str, since_id: int, pages: int = 200
 def api_application(s: GateSettings, mchid: str, console: Console) -> Stage:
     from loadtests.gray_live import _Driver
 
-    stage = Stage("api_application", "API application: every call correctly signed")
+    stage = Stage("api_application", STAGE_TITLES["api_application"])
     started = newest_request_id(s.sandbox_url)
     driver = _Driver(s.driver_url, s.sandbox_url, mchid, "need_confirm")
     from loadtests.gray import Assignment
 
+    driver_errors: list[str] = []
     with Progress(console=console, transient=True) as progress:
         task = progress.add_task("clean rentals", total=s.api_rentals)
         for n in range(s.api_rentals):
             a = Assignment("o_magic_always_confirms", 700, "power_bank", 9900, 100 + n, None,
                            "confirms", "pays", 0)
-            driver.drive(a, FlowRecord(flow_id=f"api{n}", target="driver",
-                                       openid=a.openid))
+            flow = FlowRecord(flow_id=f"api{n}", target="driver", openid=a.openid)
+            driver.drive(a, flow)
+            driver_errors.extend(flow.errors)
             progress.advance(task)
     rows = requests_since(s.sandbox_url, mchid, started)
     v3 = [r for r in rows if (r.get("path") or "").startswith("/v3/")]
@@ -181,11 +190,15 @@ def api_application(s: GateSettings, mchid: str, console: Console) -> Stage:
         detail = (f"{len(sign_errors)} of {len(v3)} calls rejected with SIGN_ERROR, first: "
                   f"{sign_errors[0].get('verdict')}")
     elif not v3:
-        verdict, detail = INCONCLUSIVE, "the merchant made no /v3/ call during the clean run"
+        # An eligible user renting 20 times and no call at all: the integration is not wired
+        # to the sandbox (or its driver fails before calling), whatever else it does.
+        verdict = FAIL
+        detail = (f"the merchant made no /v3/ call in {s.api_rentals} clean rentals"
+                  + (f"; its driver answered: {driver_errors[0]}" if driver_errors else ""))
     else:
         verdict, detail = PASS, f"{len(v3)} signed calls, zero SIGN_ERROR"
     stage.check("zero_sign_error", verdict, detail, calls=len(v3), sign_errors=len(sign_errors),
-                by_operation=by_op,
+                by_operation=by_op, driver_errors=len(driver_errors),
                 examples=[{k: r.get(k) for k in ("operation", "status", "code", "verdict")}
                           for r in sign_errors[:5]])
     stage.decide()
@@ -199,7 +212,7 @@ def sandbox_test(s: GateSettings, console: Console) -> tuple[Stage, dict[str, An
     from loadtests.report import gate_line
     from loadtests.runner import LoadOptions, LoadTestError, parse_duration_s, run_load
 
-    stage = Stage("sandbox_test", "Sandbox test: 30 anomaly scenarios and a load run")
+    stage = Stage("sandbox_test", STAGE_TITLES["sandbox_test"])
     scenario_result = scenarios.run_catalogue(
         s.driver_url, s.sandbox_url, console, only=s.scenario_ids,
         out_dir=s.out_dir / "scenarios", required=scenarios.CATALOGUE_SIZE)
@@ -236,7 +249,7 @@ def gray_release(s: GateSettings, console: Console) -> tuple[Stage, dict[str, An
     from loadtests.gray_live import LiveGrayError, run_live
     from loadtests.report import gate_line
 
-    stage = Stage("gray_release", "Gray release: conversion of the sampled users")
+    stage = Stage("gray_release", STAGE_TITLES["gray_release"])
     policy = load_policy(s.policy_path or POLICIES_DIR / "power_bank.yaml")
     seed = s.seed if s.seed is not None else secrets.randbelow(10**9)
     try:
@@ -264,7 +277,7 @@ def gray_release(s: GateSettings, console: Console) -> tuple[Stage, dict[str, An
 
 def go_live(s: GateSettings, console: Console, earlier: dict[str, Any] | None) -> Stage:
     """Scenario 30's verdict (from the sandbox test's run) and the configured breaker."""
-    stage = Stage("go_live", "Go-live: the risk circuit breaker")
+    stage = Stage("go_live", STAGE_TITLES["go_live"])
     row = scenarios.one(earlier or {}, scenarios.BREAKER_SCENARIO)
     if row is not None:
         stage.check("breaker_scenario_30", PASS if row["passed"] else FAIL,
@@ -311,12 +324,13 @@ def run_gates(s: GateSettings, console: Console | None = None,
               stage_hook: Callable[[Stage], None] | None = None) -> dict[str, Any]:
     """Run the four stages in order; write gates.json and gates.html; print the summary."""
     from loadtests import gates_report
-    from loadtests.runner import driver_mchid, require_loopback
+    from loadtests.runner import driver_mchid, require_loopback, resolve_driver
     from loadtests.signer import MerchantSigner
 
     console = console or Console()
     require_loopback(s.driver_url, "--driver")
     require_loopback(s.sandbox_url, "--sandbox")
+    s.driver_url = resolve_driver(s.driver_url)
     s.out_dir.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     mchid = (MerchantSigner.from_file(s.merchant_json).mchid if s.merchant_json
@@ -329,11 +343,19 @@ def run_gates(s: GateSettings, console: Console | None = None,
         ("Gray release", lambda: _keep(gray_release(s, console), extras, "gray")),
         ("Go-live", lambda: go_live(s, console, (extras.get("sandbox") or {}).get("scenarios"))),
     ]
-    for title, step in steps:
-        console.print(f"[bold]{title}[/] …")
-        t0 = time.monotonic()
-        stage = step()
-        stage.seconds = time.monotonic() - t0
+    step_names = list(STAGE_TITLES)
+    for n, (title, step) in enumerate(steps):
+        if stages and stages[0].verdict == FAIL:
+            # Without correctly signed calls nothing later can pass, and a 20-minute load
+            # run of failing flows proves nothing more: the later stages are not run.
+            stage = Stage(step_names[n], STAGE_TITLES[step_names[n]])
+            stage.check("not_run", FAIL, "not run: the API application stage failed")
+            stage.decide()
+        else:
+            console.print(f"[bold]{title}[/] …")
+            t0 = time.monotonic()
+            stage = step()
+            stage.seconds = time.monotonic() - t0
         stages.append(stage)
         if stage_hook is not None:
             stage_hook(stage)

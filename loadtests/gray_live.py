@@ -152,6 +152,12 @@ def run_live(policy: Policy, users: int, seed: int, *, driver_url: str, sandbox_
     console = console or Console()
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
+    from fault_scenarios.clients import DriverNotFound, resolve_driver_url
+
+    try:
+        driver_url = resolve_driver_url(driver_url)
+    except DriverNotFound as exc:
+        raise LiveGrayError(str(exc)) from None
     signer = MerchantSigner.from_file(merchant_json) if merchant_json else None
     if signer is not None:
         signer.sync_clock(sandbox_url)

@@ -221,6 +221,16 @@ def read_locust_stats(out: Path) -> dict[str, Any]:
             "exceptions": exceptions}
 
 
+def resolve_driver(url: str) -> str:
+    """The driver API's base URL (the merchant's root URL is accepted too), or LoadTestError."""
+    from fault_scenarios.clients import DriverNotFound, resolve_driver_url
+
+    try:
+        return resolve_driver_url(url)
+    except DriverNotFound as exc:
+        raise LoadTestError(str(exc)) from None
+
+
 def driver_mchid(driver_url: str) -> str | None:
     """The merchant id a driver reports in GET {driver}/health, if it does."""
     import requests
@@ -235,6 +245,8 @@ def driver_mchid(driver_url: str) -> str | None:
 def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -> LoadResult:
     """Run, settle, judge and gate one load run; results are written under opts.out_dir."""
     seconds = validate(opts)
+    if opts.target == "driver":
+        opts.driver_url = resolve_driver(str(opts.driver_url))
     say = progress or (lambda _text: None)
     out = Path(opts.out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)

@@ -116,45 +116,42 @@ def _retry_views_on_conflict(app: Flask) -> None:
         app.view_functions[endpoint] = retrying(view)
 
 
-def _is_v3() -> bool:
-    return request.path.startswith("/v3/")
-
-
+# The pipeline binds flask's request and g once per function: each access through their
+# proxies costs a context lookup, and a request made ~60 of them (profiled: ~0.1 ms).
 def _before() -> Response | None:
-    g.started = time.perf_counter()
+    ctx, req = g._get_current_object(), request._get_current_object()
+    ctx.started = time.perf_counter()
     from sandbox.security import new_request_id
 
-    g.request_id = new_request_id()
-    g.mchid = None
-    g.verdict = None
-    g.fault = None
-    g.scenario_id = None
-    g.out_order_no = (request.view_args or {}).get("out_order_no")
-    g.operation = request.endpoint.rsplit(".", 1)[-1] if request.endpoint else None
-    if not _is_v3():
+    ctx.request_id = new_request_id()
+    ctx.mchid = ctx.verdict = ctx.fault = ctx.scenario_id = None
+    ctx.out_order_no = (req.view_args or {}).get("out_order_no")
+    ctx.operation = req.endpoint.rsplit(".", 1)[-1] if req.endpoint else None
+    if not req.path.startswith("/v3/"):
         return None
     sb = current()
-    if not request.headers.get("Accept") or not request.headers.get("User-Agent"):
-        g.verdict = "missing Accept or User-Agent header"
+    headers = req.headers
+    if not headers.get("Accept") or not headers.get("User-Agent"):
+        ctx.verdict = "missing Accept or User-Agent header"
         raise errors.InvalidRequest("Http头缺少Accept或User-Agent")
     from sandbox.security import parse_authorization, verify_request
 
     try:
-        auth = parse_authorization(request)
+        auth = parse_authorization(req)
     except errors.SignError as exc:
         _read_state(sb, None)  # the log and the verdict still need the sandbox time
         _reject(sb, exc)
         raise
     _read_state(sb, auth.mchid)
     try:
-        merchant = verify_request(request, auth, sb.merchants, g.now_us // 1_000_000,
+        merchant = verify_request(req, auth, sb.merchants, ctx.now_us // 1_000_000,
                                   sb.config["CLOCK_SKEW_S"])
     except errors.SignError as exc:
         _reject(sb, exc)
         raise
-    g.mchid = merchant.mchid
-    g.merchant = merchant
-    g.verdict = "signature ok"
+    ctx.mchid = merchant.mchid
+    ctx.merchant = merchant
+    ctx.verdict = "signature ok"
     for hook in sb.hooks.before:
         answer = hook()
         if answer is not None:
@@ -165,9 +162,10 @@ def _before() -> Response | None:
 def _read_state(sb: Sandbox, mchid: str | None) -> None:
     """Clock, fault version and signing mode: one read on the held connection (sandbox.held)."""
     state = sb.probe.request_state(mchid)
-    g.now_us, g.fault_version, g.signing_mode = (state.now_us, state.fault_version,
-                                                 state.signing_mode)
-    g.merchant_config = state.merchant
+    ctx = g._get_current_object()
+    ctx.now_us, ctx.fault_version, ctx.signing_mode = (state.now_us, state.fault_version,
+                                                       state.signing_mode)
+    ctx.merchant_config = state.merchant
 
 
 def _reject(sb: Sandbox, exc: errors.SignError) -> None:
@@ -180,57 +178,61 @@ def _reject(sb: Sandbox, exc: errors.SignError) -> None:
 
 def _after(response: Response) -> Response:
     sb = current()
-    if _is_v3():
+    ctx, req = g._get_current_object(), request._get_current_object()
+    if req.path.startswith("/v3/"):
         for hook in sb.hooks.after:
             response = hook(response)
-        if 200 <= response.status_code < 300 and not getattr(g, "skip_signing", False):
-            _sign(sb, response)
-    response.headers.setdefault("Request-ID", f"{g.get('request_id', '')}-0")
-    _log_request(sb, response)
+        if 200 <= response.status_code < 300 and not ctx.get("skip_signing", False):
+            _sign(sb, response, ctx, req)
+    response.headers.setdefault("Request-ID", f"{ctx.get('request_id', '')}-0")
+    _log_request(sb, response, ctx, req)
     return response
 
 
-def _sign(sb: Sandbox, response: Response) -> None:
+def _sign(sb: Sandbox, response: Response, ctx: Any, req: Any) -> None:
     body = response.get_data()
     # _before read both for every verified request; a 2xx without one is a control answer
-    merchant_mode = g.get("signing_mode") or "certificate"
-    key = sb.signer.choose(request.headers.get("Wechatpay-Serial"), merchant_mode)
-    now_us = g.get("now_us")
+    merchant_mode = ctx.get("signing_mode") or "certificate"
+    key = sb.signer.choose(req.headers.get("Wechatpay-Serial"), merchant_mode)
+    now_us = ctx.get("now_us")
     now_s = (now_us if now_us is not None else sb.clock.now_us()) // 1_000_000
+    headers = response.headers
     for name, value in sb.signer.headers(key, body, now_s).items():
-        response.headers.setdefault(name, value)
+        if name not in headers:  # a fault hook's own header stays
+            headers[name] = value
 
 
-def _log_request(sb: Sandbox, response: Response) -> None:
-    if request.path.startswith(("/sandbox/ui", "/sandbox/static", "/sandbox/api/")):
+def _log_request(sb: Sandbox, response: Response, ctx: Any, req: Any) -> None:
+    if req.path.startswith(("/sandbox/ui", "/sandbox/static", "/sandbox/api/")):
         return  # the dashboard polls every 2 s: logging that would bury the merchants' requests
-    started = g.get("started")
+    started = ctx.get("started")
+    get = ctx.get
     try:
         sb.request_log.write({
-            "request_id": g.get("request_id", ""),
-            "at_us": g.get("now_us") or sb.clock.now_us(),
-            "mchid": g.get("mchid") or g.get("claimed_mchid"), "method": request.method,
-            "path": request.full_path.rstrip("?")[:2000], "operation": g.get("operation"),
-            "out_order_no": str(_order_ref() or "")[:32] or None,
-            "status": response.status_code, "code": g.get("error_code"),
-            "verdict": g.get("verdict"), "fault": g.get("fault"),
-            "scenario_id": g.get("scenario_id"),
+            "request_id": get("request_id", ""),
+            "at_us": get("now_us") or sb.clock.now_us(),
+            "mchid": get("mchid") or get("claimed_mchid"), "method": req.method,
+            "path": req.full_path.rstrip("?")[:2000], "operation": get("operation"),
+            "out_order_no": str(_order_ref(ctx, req) or "")[:32] or None,
+            "status": response.status_code, "code": get("error_code"),
+            "verdict": get("verdict"), "fault": get("fault"),
+            "scenario_id": get("scenario_id"),
             "duration_ms": (time.perf_counter() - started) * 1000 if started else None})
     except Exception:  # the log must never turn an answer into an error
         log.exception("could not write the request log")
 
 
-def _order_ref() -> str | None:
+def _order_ref(ctx: Any, req: Any) -> str | None:
     """The order a request is about: path, query, or (create) the JSON body, for the timeline."""
-    ref = g.get("out_order_no") or request.args.get("out_order_no")
-    if ref or request.method != "POST" or not _is_v3():
+    ref = ctx.get("out_order_no") or req.args.get("out_order_no")
+    if ref or req.method != "POST" or not req.path.startswith("/v3/"):
         return ref
-    body = g.get("json_body")  # parsed by the view already
+    body = ctx.get("json_body")  # parsed by the view already
     if body is not None:
         value = body.get("out_order_no")
         return value if isinstance(value, str) else None
     try:
-        body = json.loads(request.get_data(cache=True) or b"null")
+        body = json.loads(req.get_data(cache=True) or b"null")
     except ValueError:
         return None
     value = body.get("out_order_no") if isinstance(body, dict) else None

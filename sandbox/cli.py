@@ -103,7 +103,7 @@ def up(host: str, port: int, data_dir: str, db: str | None, workers: int, thread
         child = _start_demo_merchant(merchant_json, data_dir, host, merchant_port)
         console.print(f"reference merchant on http://{host}:{merchant_port} (driver API: "
                       f"/driver/, callbacks: /payscore/notify) — try: payscore scenarios run "
-                      f"--driver http://{host}:{merchant_port}")
+                      f"--driver http://{host}:{merchant_port}/driver")
     try:
         server.serve(app.config, host=host, port=port, workers=workers, threads=threads)
     finally:

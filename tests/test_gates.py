@@ -150,3 +150,62 @@ def test_gates_quick_against_the_reference_merchant(merchant_world):
     page = (out / "gates.html").read_text()
     assert page.count("<svg") == 3  # failure rate over time, funnel, threshold sweep
     assert "Onboarding readiness" in result.output
+
+
+def test_the_merchant_root_url_is_accepted_for_its_driver(merchant_world):
+    from fault_scenarios.clients import resolve_driver_url
+
+    driver = merchant_world["driver"]
+    assert driver.endswith("/driver")
+    assert resolve_driver_url(driver) == driver
+    assert resolve_driver_url(driver.removesuffix("/driver") + "/") == driver
+
+
+def test_a_url_without_a_driver_fails_before_anything_runs(merchant_world):
+    """The sandbox answers /health but is no driver: one clear error, exit 2, no report."""
+    from fault_scenarios.clients import DriverNotFound, resolve_driver_url
+    from sandbox.cli import _register_plugins, cli
+
+    with pytest.raises(DriverNotFound) as caught:
+        resolve_driver_url(merchant_world["sandbox"])
+    words = str(caught.value)
+    assert f"GET {merchant_world['sandbox']}/health: 404" in words
+    assert f"GET {merchant_world['sandbox']}/driver/health: 404" in words
+    out = merchant_world["root"] / "no-driver-report"
+    _register_plugins()
+    result = CliRunner().invoke(cli, [
+        "gates", "--quick", "--driver", merchant_world["sandbox"], "--sandbox",
+        merchant_world["sandbox"], "--merchant-json", str(merchant_world["merchant_json"]),
+        "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "no merchant driver API" in result.output
+    assert not (out / "gates.json").exists()
+
+
+def test_later_stages_are_not_run_when_api_application_fails(monkeypatch, tmp_path):
+    from loadtests import runner
+
+    def failed_api(s, mchid, console):
+        stage = gates.Stage("api_application", gates.STAGE_TITLES["api_application"])
+        stage.check("zero_sign_error", "fail", "3 of 9 calls rejected with SIGN_ERROR")
+        stage.decide()
+        return stage
+
+    def must_not_run(*_args, **_kw):
+        raise AssertionError("a stage ran after the API application stage failed")
+
+    monkeypatch.setattr(runner, "resolve_driver", lambda url: url)
+    monkeypatch.setattr(runner, "driver_mchid", lambda url: "1900000001")
+    monkeypatch.setattr(gates, "api_application", failed_api)
+    for name in ("sandbox_test", "gray_release", "go_live"):
+        monkeypatch.setattr(gates, name, must_not_run)
+    settings = gates.GateSettings.for_run(quick=True, driver_url="http://127.0.0.1:9/driver",
+                                          sandbox_url="http://127.0.0.1:9",
+                                          merchant_json=None, out_dir=tmp_path)
+    report = gates.run_gates(settings)
+    verdicts = [(s["name"], s["verdict"]) for s in report["stages"]]
+    assert verdicts == [("api_application", "fail"), ("sandbox_test", "fail"),
+                        ("gray_release", "fail"), ("go_live", "fail")]
+    assert report["stages"][1]["checks"][0]["check"] == "not_run"
+    assert report["verdict"] == "fail"
+    assert json.loads((tmp_path / "gates.json").read_text())["verdict"] == "fail"

@@ -37,6 +37,9 @@ class FullMatch(validate.Regexp):
         return value
 
 
+_ASTRAL = re.compile("[\U00010000-\U0010FFFF]")
+
+
 class NoAstral(validate.Validator):
     """Only characters of 1-3 UTF-8 bytes (§1.2). Not a Regexp on purpose: a pattern with
     astral code points means different things to Python and to ECMA-262 (JSON Schema), so the
@@ -45,7 +48,7 @@ class NoAstral(validate.Validator):
     error = "only characters of 1-3 UTF-8 bytes are allowed"
 
     def __call__(self, value: str) -> str:
-        if any(ord(ch) > 0xFFFF for ch in value):
+        if not value.isascii() and _ASTRAL.search(value):
             raise ValidationError(self.error)
         return value
 
