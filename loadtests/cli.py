@@ -42,6 +42,9 @@ def register(cli: click.Group) -> None:
     @click.option("--spawn-rate", default=5.0, show_default=True, type=float)
     @click.option("--duration", default="30s", show_default=True,
                   help="e.g. 30s, 5m, 1h (more than 1h needs --i-know).")
+    @click.option("--flows", default=0, show_default=True, type=click.IntRange(0, 10**7),
+                  help="Stop once this many flows are recorded (the duration is then the cap); "
+                       "29956 clean flows pass the failure-rate gate.")
     @click.option("--faults", default=None,
                   help='e.g. "http_error:500@1%,reset_after_commit@0.5%,callback_duplicate@2%"')
     @click.option("--workers", default=0, show_default=True, type=click.IntRange(0, 64),
@@ -57,15 +60,16 @@ def register(cli: click.Group) -> None:
     @click.option("--seed", default=1, show_default=True, type=int)
     @click.option("--out", default="payscore-reports/loadtest", show_default=True)
     @click.option("--i-know", is_flag=True, help="Allow a run longer than one hour.")
-    def loadtest(target, users, spawn_rate, duration, faults, workers, sandbox_url, driver_url,
-                 merchant_json, openids, seed, out, i_know) -> None:
+    def loadtest(target, users, spawn_rate, duration, flows, faults, workers, sandbox_url,
+                 driver_url, merchant_json, openids, seed, out, i_know) -> None:
         """Run Locust headless against the sandbox or a merchant, then settle and judge."""
         from loadtests.report import print_load
         from loadtests.runner import LoadOptions, LoadTestError, run_load
 
         mj = _merchant_json(merchant_json)
         opts = LoadOptions(target=target, users=users, spawn_rate=spawn_rate,
-                           duration=duration, sandbox_url=_sandbox_url(sandbox_url, mj),
+                           duration=duration, flows=flows,
+                           sandbox_url=_sandbox_url(sandbox_url, mj),
                            out_dir=Path(out), driver_url=driver_url, merchant_json=mj,
                            faults=faults, workers=workers, seed=seed, i_know=i_know,
                            openids=list(openids) or ["o_magic_always_confirms"])
@@ -153,15 +157,19 @@ def register(cli: click.Group) -> None:
                   help="Gray-release seed (default: a fresh one, so the users are new).")
     @click.option("--load-users", default=None, type=click.IntRange(1, 10_000),
                   help="Load run users (default 40; --quick 4).")
+    @click.option("--load-flows", default=None, type=click.IntRange(0, 10**7),
+                  help="Stop the load run once this many flows are recorded (default 30556: "
+                       "what a clean pass needs, 2 % spare; --quick and 0: time only).")
     @click.option("--load-duration", default=None,
-                  help="Load run duration (default 20m; --quick 10s; at most 1h).")
+                  help="Load run duration, the cap when --load-flows is set (default 45m; "
+                       "--quick 10s; at most 1h).")
     @click.option("--gray-users", default=None, type=click.IntRange(1, 10**7),
                   help="Gray release sample (default 50000; --quick 120).")
     @click.option("--gray-mode", type=click.Choice(["live", "model"]), default="live",
                   show_default=True)
     @click.option("--out", default="payscore-reports/gates", show_default=True)
     def gates(driver_url, sandbox_url, merchant_json, policy_path, quick, scenario_ids, seed,
-              load_users, load_duration, gray_users, gray_mode, out) -> None:
+              load_users, load_flows, load_duration, gray_users, gray_mode, out) -> None:
         """The onboarding gates, in order, and one readiness report (HTML + JSON)."""
         from loadtests.gates import GateSettings, parse_ids, run_gates
         from loadtests.runner import LoadTestError
@@ -176,7 +184,8 @@ def register(cli: click.Group) -> None:
                                         merchant_json=mj, out_dir=Path(out), seed=seed,
                                         policy_path=Path(policy_path) if policy_path else None,
                                         scenario_ids=ids, gray_mode=gray_mode)
-        for key, value in (("load_users", load_users), ("load_duration", load_duration),
+        for key, value in (("load_users", load_users), ("load_flows", load_flows),
+                           ("load_duration", load_duration),
                            ("gray_users", gray_users)):
             if value is not None:
                 setattr(settings, key, value)

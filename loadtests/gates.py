@@ -19,6 +19,7 @@ be inconclusive: the failure-rate gate alone needs ~30,000 clean flows); the ful
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import threading
 import time
@@ -33,7 +34,7 @@ from rich.console import Console
 from rich.progress import Progress
 
 from loadtests import scenarios
-from loadtests.gates_math import FAIL, INCONCLUSIVE, PASS
+from loadtests.gates_math import FAIL, INCONCLUSIVE, PASS, flows_needed_for_clean_pass
 from loadtests.judge import FlowRecord
 from loadtests.policy import POLICIES_DIR, load_policy
 
@@ -58,7 +59,12 @@ class GateSettings:
     policy_path: Path | None = None
     api_rentals: int = 20
     load_users: int = 40
-    load_duration: str = "20m"
+    # The load run lasts until the failure-rate gate can pass (its clean-flow count, 2 %
+    # spare for flows the judge drops as interrupted) or the duration runs out: a fixed time
+    # passed on a fast machine and left the gate inconclusive on a slower one.
+    load_flows: int = field(default_factory=lambda: math.ceil(
+        flows_needed_for_clean_pass() * 1.02))
+    load_duration: str = "45m"
     load_faults: str | None = None
     scenario_ids: tuple[int, ...] | None = None  # None: the whole catalogue
     gray_users: int = 50_000
@@ -70,6 +76,7 @@ class GateSettings:
         settings = cls(quick=quick, **kw)
         if quick:
             settings.api_rentals, settings.load_users, settings.load_duration = 5, 4, "10s"
+            settings.load_flows = 0
             settings.gray_users, settings.gray_concurrency = 120, 16
             if settings.scenario_ids is None:
                 settings.scenario_ids = scenarios.QUICK
@@ -223,11 +230,13 @@ def sandbox_test(s: GateSettings, console: Console) -> tuple[Stage, dict[str, An
                        duration=s.load_duration, sandbox_url=s.sandbox_url,
                        out_dir=s.out_dir / "load", driver_url=s.driver_url,
                        merchant_json=s.merchant_json, faults=s.load_faults,
-                       seed=s.seed or 1, openids=["o_magic_always_confirms"])
+                       seed=s.seed or 1, openids=["o_magic_always_confirms"],
+                       flows=s.load_flows)
     load = None
     try:
-        with timed_bar(console, f"load run ({s.load_users} users, {s.load_duration})",
-                       seconds + 20):
+        until = f"{s.load_flows} flows, at most {s.load_duration}" if s.load_flows else \
+            s.load_duration
+        with timed_bar(console, f"load run ({s.load_users} users, {until})", seconds + 20):
             load = run_load(opts).to_dict()
     except LoadTestError as exc:
         stage.check("failure_rate", "error", f"the load run could not run: {exc}")

@@ -7,8 +7,9 @@ The user class named on the command line picks the target (SandboxMerchantUser o
 
 The run time is enforced here rather than with Locust's ``-t``: a headless ``-t`` quits the
 master without stopping the workers first, and the last flow records would be lost. At the end
-of the run the master stops every user (workers finish their current flow within
-``--stop-timeout`` and send their records), then quits.
+of the run (the run time, or `stop_after_flows` flows recorded, whichever comes first) the
+master stops every user (workers finish their current flow within ``--stop-timeout`` and send
+their records), then quits.
 """
 
 from __future__ import annotations
@@ -45,10 +46,24 @@ def _schedule_end(environment, **_kw) -> None:
         environment.parsed_options else ""
     if isinstance(runner, WorkerRunner) or not text:
         return
-    run_time = RunConfig.from_json(text).run_time_s
-    if run_time > 0:
-        def finish() -> None:
-            runner.stop()  # waits for workers to stop their users and report
-            runner.quit()
+    cfg = RunConfig.from_json(text)
+    done = []
 
-        gevent.spawn_later(run_time, finish)
+    def finish() -> None:
+        if done:
+            return
+        done.append(True)
+        runner.stop()  # waits for workers to stop their users and report
+        runner.quit()
+
+    if cfg.run_time_s > 0:
+        gevent.spawn_later(cfg.run_time_s, finish)
+    if cfg.stop_after_flows > 0:
+        flows = environment.payscore_flowlog
+
+        def watch() -> None:  # the records reach this process in batches: a second is plenty
+            while not done and flows.written < cfg.stop_after_flows:
+                gevent.sleep(1.0)
+            finish()
+
+        gevent.spawn(watch)

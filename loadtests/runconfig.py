@@ -38,6 +38,7 @@ class RunConfig:
     rental_weight: int = 3
     confirm_wait_s: float = 5.0  # how long a driver user waits for the merchant to see USER_CONFIRM
     run_time_s: float = 0.0  # the master stops the users after this long (0: Locust decides)
+    stop_after_flows: int = 0  # ... or once this many flows are recorded (0: time only)
     min_rental_s: float = 1.1  # driver target: finish at least this long after confirming
 
     def to_json(self) -> str:

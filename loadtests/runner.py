@@ -88,6 +88,7 @@ class LoadOptions:
     openids: list[str] = field(default_factory=lambda: ["o_magic_always_confirms"])
     stop_timeout_s: int = 30
     wait_max: float = 0.05
+    flows: int = 0  # stop once this many flows are recorded; the duration is then the cap
 
 
 @dataclass
@@ -119,8 +120,9 @@ def validate(opts: LoadOptions) -> int:
         raise LoadTestError("--duration must be positive")
     if seconds > MAX_DURATION_S and not opts.i_know:
         raise LoadTestError("runs longer than 1h need --i-know")
-    if opts.users < 1 or opts.spawn_rate <= 0 or opts.workers < 0:
-        raise LoadTestError("--users >= 1, --spawn-rate > 0 and --workers >= 0 please")
+    if opts.users < 1 or opts.spawn_rate <= 0 or opts.workers < 0 or opts.flows < 0:
+        raise LoadTestError("--users >= 1, --spawn-rate > 0, --workers >= 0 and --flows >= 0 "
+                            "please")
     require_loopback(opts.sandbox_url, "--sandbox")
     if opts.target == "driver":
         if not opts.driver_url:
@@ -268,7 +270,7 @@ def run_load(opts: LoadOptions, progress: Callable[[str], None] | None = None) -
                         if opts.merchant_json else None, mchid=mchid,
                         notify_url=sink.url if sink else None, openids=list(opts.openids),
                         seed=opts.seed, flows_path=str(flows_path), wait_max=opts.wait_max,
-                        run_time_s=seconds)
+                        run_time_s=seconds, stop_after_flows=opts.flows)
         started = time.monotonic()
         started_us = sandbox_now_us(cfg.sandbox_url)
         code, armed = _locust_under_faults(opts, cfg, out, seconds, say)
@@ -321,8 +323,9 @@ def _locust_under_faults(opts: LoadOptions, cfg: RunConfig, out: Path, seconds: 
                                     "--merchant-json (or a driver whose /health names mchid)")
             say(f"arming {len(specs)} fault(s) for {cfg.run_id}")
             armed = list(armer.arm(specs, cfg.mchid, cfg.run_id, opts.seed))
-        say(f"locust: {opts.users} users, {seconds}s, "
-            f"{opts.workers or 'no'} worker process(es)")
+        say(f"locust: {opts.users} users, {seconds}s"
+            + (f" or {opts.flows} flows" if opts.flows else "")
+            + f", {opts.workers or 'no'} worker process(es)")
         code = _spawn(locust_commands(opts, cfg, out), out, seconds,
                       grace_s=opts.stop_timeout_s + 60)
     finally:
@@ -333,5 +336,6 @@ def _locust_under_faults(opts: LoadOptions, cfg: RunConfig, out: Path, seconds: 
 
 def _public_options(opts: LoadOptions, seconds: int) -> dict[str, Any]:
     return {"target": opts.target, "users": opts.users, "spawn_rate": opts.spawn_rate,
-            "duration_s": seconds, "workers": opts.workers, "faults": opts.faults,
+            "duration_s": seconds, "flows": opts.flows, "workers": opts.workers,
+            "faults": opts.faults,
             "sandbox": opts.sandbox_url, "driver": opts.driver_url, "seed": opts.seed}

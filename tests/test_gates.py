@@ -114,15 +114,18 @@ def test_report_page_is_self_contained():
         page.index("go live")
 
 
-def test_gates_quick_against_the_reference_merchant(merchant_world):
+def _gates_quick(world, driver_url, out):
     from sandbox.cli import _register_plugins, cli
 
-    out = merchant_world["root"] / "report"
     _register_plugins()
-    result = CliRunner().invoke(cli, [
-        "gates", "--quick", "--driver", merchant_world["driver"], "--sandbox",
-        merchant_world["sandbox"], "--merchant-json", str(merchant_world["merchant_json"]),
-        "--out", str(out)])
+    return CliRunner().invoke(cli, [
+        "gates", "--quick", "--driver", driver_url, "--sandbox", world["sandbox"],
+        "--merchant-json", str(world["merchant_json"]), "--out", str(out)])
+
+
+def test_gates_quick_against_the_reference_merchant(merchant_world):
+    out = merchant_world["root"] / "report"
+    result = _gates_quick(merchant_world, merchant_world["driver"], out)
     assert result.exit_code in (0, 1, 3), result.output
     report = json.loads((out / "gates.json").read_text())
     stages = {s["name"]: s for s in report["stages"]}
@@ -164,19 +167,13 @@ def test_the_merchant_root_url_is_accepted_for_its_driver(merchant_world):
 def test_a_url_without_a_driver_fails_before_anything_runs(merchant_world):
     """The sandbox answers /health but is no driver: one clear error, exit 2, no report."""
     from fault_scenarios.clients import DriverNotFound, resolve_driver_url
-    from sandbox.cli import _register_plugins, cli
-
     with pytest.raises(DriverNotFound) as caught:
         resolve_driver_url(merchant_world["sandbox"])
     words = str(caught.value)
     assert f"GET {merchant_world['sandbox']}/health: 404" in words
     assert f"GET {merchant_world['sandbox']}/driver/health: 404" in words
     out = merchant_world["root"] / "no-driver-report"
-    _register_plugins()
-    result = CliRunner().invoke(cli, [
-        "gates", "--quick", "--driver", merchant_world["sandbox"], "--sandbox",
-        merchant_world["sandbox"], "--merchant-json", str(merchant_world["merchant_json"]),
-        "--out", str(out)])
+    result = _gates_quick(merchant_world, merchant_world["sandbox"], out)
     assert result.exit_code == 2, result.output
     assert "no merchant driver API" in result.output
     assert not (out / "gates.json").exists()

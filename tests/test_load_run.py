@@ -45,11 +45,14 @@ def test_cli_run_against_the_sandbox_with_a_fault_mix(merchant_world):
     assert result["sink"]["received"] >= 2 * tally["flows"] and not result["sink"]["rejected"]
 
 
-def test_distributed_mode_with_two_workers(merchant_world):
+def test_distributed_mode_with_two_workers_stops_at_the_flow_count(merchant_world):
+    """--flows ends the run once the master has that many records, long before the cap."""
     out = merchant_world["root"] / "distributed"
-    result = run_load(LoadOptions(target="sandbox", users=4, spawn_rate=4, duration="6s",
-                                  sandbox_url=merchant_world["sandbox"], out_dir=out, workers=2,
-                                  merchant_json=merchant_world["merchant_json"]))
+    result = run_load(LoadOptions(target="sandbox", users=4, spawn_rate=4, duration="90s",
+                                  flows=60, sandbox_url=merchant_world["sandbox"], out_dir=out,
+                                  workers=2, merchant_json=merchant_world["merchant_json"]))
+    assert result.tally["flows"] >= 60 and result.options["flows"] == 60
+    assert result.wall_s < 90  # the flow count, not the duration, ended it
     logs = sorted(p.name for p in (out / "logs").iterdir())
     assert logs == ["master.log", "worker1.log", "worker2.log"]
     flows = [json.loads(line) for line in (out / "flows.jsonl").read_text().splitlines()]
