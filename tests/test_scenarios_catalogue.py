@@ -141,3 +141,14 @@ def test_fault_scenarios_imports_neither_the_sandbox_nor_the_merchant():
             for name in names:
                 assert not name.startswith(("sandbox", "merchant_kit", "loadtests")), \
                     f"{path.name} imports {name}: the runner talks HTTP only"
+
+
+def test_the_runner_speaks_the_driver_contracts_merchant_states():
+    """The runner keeps its own copy of the vocabulary (it imports nothing of ours, above);
+    this is what keeps the copy from drifting from the contract the merchants implement."""
+    from fault_scenarios import evidence, judges
+    from merchant_kit import driver_contract
+
+    assert catalogue.MERCHANT_STATES == driver_contract.MERCHANT_STATES
+    assert evidence.DEFINITE <= set(driver_contract.MERCHANT_STATES)
+    assert set(judges._RANK) <= set(driver_contract.MERCHANT_STATES)
