@@ -6,7 +6,7 @@ or the background ticker finds them due. Handlers are registered per kind.
 
 from __future__ import annotations
 
-from sqlalchemy import update
+from sqlalchemy import Update, update
 from sqlalchemy.engine import Connection
 
 from sandbox import db
@@ -24,5 +24,10 @@ _INSERT = db.jobs.insert()  # built once: scheduling is on the path of most requ
 
 
 def cancel(conn: Connection, kind: str, ref: str) -> None:
-    conn.execute(update(db.jobs).where(db.jobs.c.kind == kind, db.jobs.c.ref == ref,
-                                       db.jobs.c.done.is_(False)).values(done=True))
+    conn.execute(cancel_statement(kind, ref))
+
+
+def cancel_statement(kind: str, ref: str) -> Update:
+    """Mark an order's pending jobs of one kind done (by the (kind, ref) index)."""
+    return update(db.jobs).where(db.jobs.c.kind == kind, db.jobs.c.ref == ref,
+                                 db.jobs.c.done.is_(False)).values(done=True)
