@@ -196,10 +196,8 @@ def _sign(sb: Sandbox, response: Response, ctx: Any, req: Any) -> None:
     key = sb.signer.choose(req.headers.get("Wechatpay-Serial"), merchant_mode)
     now_us = ctx.get("now_us")
     now_s = (now_us if now_us is not None else sb.clock.now_us()) // 1_000_000
-    headers = response.headers
     for name, value in sb.signer.headers(key, body, now_s).items():
-        if name not in headers:  # a fault hook's own header stays
-            headers[name] = value
+        response.headers.setdefault(name, value)  # a fault hook's own header stays
 
 
 def _log_request(sb: Sandbox, response: Response, ctx: Any, req: Any) -> None:

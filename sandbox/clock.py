@@ -12,7 +12,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Connection, Engine
 
 from sandbox import db
-from sandbox.held import StateProbe
+from sandbox.held import StateProbe, clock_now_us
 from sandbox.held import wall_us as _wall_us
 
 UTC = dt.UTC
@@ -52,9 +52,7 @@ class Clock:
         row = conn.execute(_CLOCK_ROW).first()
         if row is None:
             return _wall_us()
-        if row.frozen_at_us is not None:
-            return row.frozen_at_us
-        return _wall_us() + row.offset_us
+        return clock_now_us(row.offset_us, row.frozen_at_us)
 
     def now(self, conn: Connection | None = None) -> dt.datetime:
         return to_datetime(self.now_us(conn))

@@ -392,11 +392,10 @@ def is_postgres(conn_or_engine: Connection | Engine) -> bool:
 
 
 def init_db(engine: Engine) -> None:
-    from sandbox.migrate import add_new_columns, add_new_indexes
+    from sandbox.migrate import upgrade
 
     metadata.create_all(engine)
-    add_new_columns(engine)
-    add_new_indexes(engine)
+    upgrade(engine)
     with write_tx(engine) as conn:
         if conn.execute(clock.select()).first() is None:
             conn.execute(clock.insert().values(id=1, offset_us=0, frozen_at_us=None))

@@ -143,6 +143,11 @@ def wall_us() -> int:
     return time.time_ns() // 1000
 
 
+def clock_now_us(offset_us: int, frozen_at_us: int | None) -> int:
+    """The sandbox clock from its row: frozen at an instant, else wall time plus the offset."""
+    return frozen_at_us if frozen_at_us is not None else wall_us() + offset_us
+
+
 class StateProbe:
     """Clock, fault version and a merchant's signing mode and settings in one indexed read."""
 
@@ -163,7 +168,7 @@ class StateProbe:
         if row is None:  # no clock row yet: wall time
             return RequestState(wall_us(), None, "certificate")
         offset, frozen, version, mode, *merchant = row
-        now = frozen if frozen is not None else wall_us() + offset
+        now = clock_now_us(offset, frozen)
         config = MerchantConfig(*merchant) if merchant[0] is not None else None
         return RequestState(now, version, mode or "certificate", config)
 

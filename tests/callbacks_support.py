@@ -76,7 +76,8 @@ class Receiver:
             request_queue_size = 256
 
             def handle_error(self, request, client_address):
-                pass  # a sender that vanishes (kill -9, timeouts) is part of the tests
+                """Not an error here: a sender that vanishes (kill -9, timeouts) is part
+                of the tests."""
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_port}/notify"
