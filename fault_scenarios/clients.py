@@ -47,7 +47,12 @@ class DriverNotFound(RuntimeError):
 
 
 def resolve_driver_url(url: str, timeout: float = 10.0) -> str:
-    """The driver API's base URL. The contract's paths are /driver/..., so a merchant's root
+    """The driver API's base URL (see find_driver)."""
+    return find_driver(url, timeout)[0]
+
+
+def find_driver(url: str, timeout: float = 10.0) -> tuple[str, dict[str, Any]]:
+    """The driver API's base URL and its health answer. The contract's paths are /driver/..., so a merchant's root
     URL (what its banner prints) is an easy thing to pass for the driver's own: `url` is
     taken when GET {url}/health answers as a driver (a JSON object with `driver_version`),
     else {url}/driver when that does; else DriverNotFound says what each answered. Checked
@@ -65,7 +70,7 @@ def resolve_driver_url(url: str, timeout: float = 10.0) -> str:
         except ValueError:
             body = None
         if isinstance(body, dict) and "driver_version" in body:
-            return candidate
+            return candidate, body
         tried.append(f"GET {candidate}/health: {r.status_code}"
                      + ("" if r.status_code != 200 else " (not a driver health answer)"))
     raise DriverNotFound("no merchant driver API at " + url + " (" + "; ".join(tried) +

@@ -13,10 +13,9 @@ from typing import Any
 from fault_scenarios import catalogue
 from fault_scenarios.clients import (
     ControlError,
-    Driver,
     DriverNotFound,
     Sandbox,
-    resolve_driver_url,
+    find_driver,
 )
 
 
@@ -38,14 +37,9 @@ def discover(driver_url: str, sandbox_url: str | None = None, mchid: str | None 
              read_timeout: float | None = None, recovery_wait: float | None = None) -> Target:
     """Who the merchant is and where its sandbox is: the driver's health, else the options."""
     try:
-        driver_url = resolve_driver_url(driver_url)
+        driver_url, info = find_driver(driver_url)  # its health answer comes with it
     except DriverNotFound as exc:
         raise RunnerError(str(exc)) from None
-    health = Driver(driver_url).get_health()
-    if not health.ok or not isinstance(health.body, dict):
-        raise RunnerError(f"GET {driver_url}/health: {health.status or health.error}; is the "
-                          "merchant running with its driver API on?")
-    info = health.body
     mchid = mchid or info.get("mchid")
     if not mchid:
         raise RunnerError("the driver's health does not report `mchid`: pass --mchid")
