@@ -54,3 +54,21 @@ def test_cancelling_an_orders_jobs_uses_the_index(tmp_path):
         assert "ix_jobs_kind_ref" in plan, plan
     finally:
         engine.dispose()
+
+
+def test_the_ticker_finds_the_daily_refresh_by_index(tmp_path):
+    """The ticker looks for the pending score refresh twice a second; walking the due-order
+    index instead visited every job due before it (a gray release leaves tens of thousands)."""
+    from sandbox.world import scores
+
+    engine = db.make_engine(f"sqlite:///{tmp_path / 'plan.db'}")
+    try:
+        db.init_db(engine)
+        sql = str(scores.PENDING_REFRESH.compile(dialect=engine.dialect,
+                                                 compile_kwargs={"literal_binds": True}))
+        with engine.connect() as conn:
+            plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
+                "EXPLAIN QUERY PLAN " + sql))
+        assert "ix_jobs_kind_ref" in plan and "ix_jobs_due" not in plan, plan
+    finally:
+        engine.dispose()
