@@ -6,7 +6,7 @@ or the background ticker finds them due. Handlers are registered per kind.
 
 from __future__ import annotations
 
-from sqlalchemy import Update, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.engine import Connection
 
 from sandbox import db
@@ -23,11 +23,11 @@ def schedule(conn: Connection, due_us: int, kind: str, ref: str | None = None,
 _INSERT = db.jobs.insert()  # built once: scheduling is on the path of most requests
 
 
+# Mark an order's pending jobs of one kind done (by the (kind, ref) index); every payment runs it.
+CANCEL = update(db.jobs).where(db.jobs.c.kind == bindparam("job_kind"),
+                               db.jobs.c.ref == bindparam("job_ref"),
+                               db.jobs.c.done.is_(False)).values(done=True)
+
+
 def cancel(conn: Connection, kind: str, ref: str) -> None:
-    conn.execute(cancel_statement(kind, ref))
-
-
-def cancel_statement(kind: str, ref: str) -> Update:
-    """Mark an order's pending jobs of one kind done (by the (kind, ref) index)."""
-    return update(db.jobs).where(db.jobs.c.kind == kind, db.jobs.c.ref == ref,
-                                 db.jobs.c.done.is_(False)).values(done=True)
+    conn.execute(CANCEL, {"job_kind": kind, "job_ref": ref})

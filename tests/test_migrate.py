@@ -46,11 +46,12 @@ def test_cancelling_an_orders_jobs_uses_the_index(tmp_path):
     engine = db.make_engine(f"sqlite:///{tmp_path / 'plan.db'}")
     try:
         db.init_db(engine)
-        stmt = jobs.cancel_statement("expire", "42")
-        sql = str(stmt.compile(dialect=engine.dialect, compile_kwargs={"literal_binds": True}))
+        compiled = jobs.CANCEL.compile(dialect=engine.dialect)
+        values = compiled.construct_params({"job_kind": "expire", "job_ref": "42"})
         with engine.connect() as conn:
             plan = " ".join(str(row[-1]) for row in conn.exec_driver_sql(
-                "EXPLAIN QUERY PLAN " + sql))
+                "EXPLAIN QUERY PLAN " + str(compiled),
+                tuple(values[name] for name in compiled.positiontup)))
         assert "ix_jobs_kind_ref" in plan, plan
     finally:
         engine.dispose()

@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    bindparam,
     create_engine,
     event,
     func,
@@ -126,7 +127,9 @@ def make_engine(url: str) -> Engine:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
-        conn.exec_driver_sql(f"BEGIN {mode}")
+        # On the DBAPI connection: through exec_driver_sql a BEGIN took the whole statement
+        # path (events, result setup), as much CPU as a query.
+        conn.connection.driver_connection.execute(f"BEGIN {mode}")
 
     return engine
 
@@ -155,22 +158,31 @@ def lock(stmt: Any, conn: Connection) -> Any:
 # ---------------------------------------------------------------------- rentals
 
 
+# Statements built once, values as parameters: building one per call (coercion, cache key)
+# cost more CPU than running it, and the merchant runs these on every driver call and callback.
+_RENTAL = select(rentals).where(rentals.c.id == bindparam("rental_pk"))
+_RENTAL_BY_ORDER = select(rentals).where(rentals.c.out_order_no == bindparam("order_no"))
+_UPDATE_RENTAL = update(rentals).where(rentals.c.id == bindparam("rental_pk"))  # SET: the keys
+_UPDATE_RENTAL_CALLS = _UPDATE_RENTAL.values(
+    provider_calls=rentals.c.provider_calls + bindparam("calls_made"))
+
+
 def get_rental(conn: Connection, rental_id: int, for_update: bool = False) -> Row | None:
-    stmt = select(rentals).where(rentals.c.id == rental_id)
-    return conn.execute(lock(stmt, conn) if for_update else stmt).first()
+    stmt = lock(_RENTAL, conn) if for_update else _RENTAL
+    return conn.execute(stmt, {"rental_pk": rental_id}).first()
 
 
 def rental_by_order(conn: Connection, out_order_no: str) -> Row | None:
-    stmt = select(rentals).where(rentals.c.out_order_no == out_order_no)
-    return conn.execute(lock(stmt, conn)).first()
+    return conn.execute(lock(_RENTAL_BY_ORDER, conn), {"order_no": out_order_no}).first()
 
 
 def update_rental(conn: Connection, rental_id: int, now: float, *, calls: int = 0,
                   **values: Any) -> None:
+    params = {"rental_pk": rental_id, "updated_at": now, **values}
     if calls:
-        values["provider_calls"] = rentals.c.provider_calls + calls
-    conn.execute(update(rentals).where(rentals.c.id == rental_id)
-                 .values(updated_at=now, **values))
+        conn.execute(_UPDATE_RENTAL_CALLS, {**params, "calls_made": calls})
+    else:
+        conn.execute(_UPDATE_RENTAL, params)
 
 
 def rentals_to_reconcile(conn: Connection, limit: int) -> list[int]:
@@ -187,36 +199,44 @@ def rentals_to_reconcile(conn: Connection, limit: int) -> list[int]:
 # ---------------------------------------------------------------------- devices
 
 
+_FREE_DEVICE = (select(devices.c.device_id).where(devices.c.state == "AVAILABLE")
+                .order_by(devices.c.device_id).limit(1))
+_SET_DEVICE = update(devices).where(devices.c.device_id == bindparam("device_pk"))
+
+
 def reserve_device(conn: Connection, rental_id: int, now: float) -> str:
     """A free power bank for the rental; the station grows one if all are out."""
-    free = conn.execute(lock(select(devices.c.device_id).where(devices.c.state == "AVAILABLE")
-                             .order_by(devices.c.device_id).limit(1), conn)).scalar()
+    free = conn.execute(lock(_FREE_DEVICE, conn)).scalar()
     if free is None:
         count = conn.execute(select(func.count()).select_from(devices)).scalar_one()
         free = f"PB-{count + 1:06d}"
         conn.execute(devices.insert().values(device_id=free, state="RESERVED",
                                              rental_id=rental_id, updated_at=now))
     else:
-        conn.execute(update(devices).where(devices.c.device_id == free)
-                     .values(state="RESERVED", rental_id=rental_id, updated_at=now))
+        conn.execute(_SET_DEVICE, {"device_pk": free, "state": "RESERVED",
+                                   "rental_id": rental_id, "updated_at": now})
     return free
 
 
 def set_device(conn: Connection, device_id: str | None, state: str, now: float) -> None:
     if device_id is None:
         return
-    values: dict[str, Any] = {"state": state, "updated_at": now}
+    values: dict[str, Any] = {"device_pk": device_id, "state": state, "updated_at": now}
     if state == "AVAILABLE":
         values["rental_id"] = None
-    conn.execute(update(devices).where(devices.c.device_id == device_id).values(**values))
+    conn.execute(_SET_DEVICE, values)
 
 
 # ---------------------------------------------------------------------- refunds and audit
 
 
+_REFUNDS_OF = (select(refunds).where(refunds.c.rental_id == bindparam("rental_pk"))
+               .order_by(refunds.c.created_at, refunds.c.out_refund_no))
+_NOTE = audit.insert()
+
+
 def refunds_of(conn: Connection, rental_id: int) -> list[Row]:
-    return list(conn.execute(select(refunds).where(refunds.c.rental_id == rental_id)
-                             .order_by(refunds.c.created_at, refunds.c.out_refund_no)))
+    return list(conn.execute(_REFUNDS_OF, {"rental_pk": rental_id}))
 
 
 def get_refund(conn: Connection, out_refund_no: str) -> Row | None:
@@ -228,8 +248,8 @@ def note(conn: Connection, rental_id: int | None, now: float, kind: str,
          **detail: Any) -> None:
     """One audit row; detail must be JSON-safe (it is also what the demo prints)."""
     json.dumps(detail, default=str)  # fail here, not at commit, on something unserialisable
-    conn.execute(audit.insert().values(rental_id=rental_id, at=now, kind=kind,
-                                       detail=detail or None))
+    conn.execute(_NOTE, {"rental_id": rental_id, "at": now, "kind": kind,
+                         "detail": detail or None})
 
 
 def timeline(conn: Connection, rental_id: int, limit: int = 500) -> list[dict[str, Any]]:

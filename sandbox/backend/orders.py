@@ -47,6 +47,11 @@ def order_by_no(conn: Connection, mchid: str, out_order_no: str, lock: bool = Fa
     return conn.execute(stmt, {"mchid": mchid, "out_order_no": out_order_no}).first()
 
 
+def order_by_pk(conn: Connection, pk: int, lock: bool = False) -> Row | None:
+    return conn.execute(db.for_update(_BY_PK, conn) if lock else _BY_PK,
+                        {"order_pk": pk}).first()
+
+
 def digest(data: dict) -> str:
     canonical = json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
@@ -250,12 +255,15 @@ def check_create_times(time_range: dict, now_us: int) -> None:
             raise _time_error("/time_range/end_time", "预计结束日期不能早于服务开始日期", end)
 
 
+_ACCEPTED_AT = (select(db.order_events.c.at_us)
+                .where(db.order_events.c.order_pk == bindparam("order_pk"),
+                       db.order_events.c.kind.in_(("user_confirm", "create_confirmed")))
+                .order_by(db.order_events.c.id.desc()).limit(1))
+
+
 def accepted_at(conn: Connection, order: Row) -> int | None:
     """When the user confirmed (or the no-confirm order was created): an OnAccept start."""
-    e = db.order_events
-    return conn.execute(select(e.c.at_us).where(
-        e.c.order_pk == order.pk, e.c.kind.in_(("user_confirm", "create_confirmed")))
-        .order_by(e.c.id.desc()).limit(1)).scalar()
+    return conn.execute(_ACCEPTED_AT, {"order_pk": order.pk}).scalar()
 
 
 def check_actual_times(start: str | None, end: str | None, now_us: int,

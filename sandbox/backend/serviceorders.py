@@ -305,8 +305,8 @@ def settle_paid(conn: Connection, order_pk: int, now_us: int, paid_type: str,
     NEWTON (WeChat collected) sends PAYSCORE.USER_PAID; MCH (`sync`) does not: the merchant
     reported the payment itself, so there is nothing to tell it.
     """
-    order = conn.execute(db.for_update(select(db.orders).where(db.orders.c.pk == order_pk),
-                                       conn)).one()
+    order = o.order_by_pk(conn, order_pk, lock=True)
+    assert order is not None  # the caller holds it
     amount = (order.total_amount or 0) - order.paid_amount
     event = "deduction_succeeded" if paid_type == "NEWTON" else "sync_paid"
     o.transition(conn, order, event, now_us, {"amount": amount, "paid_type": paid_type},

@@ -9,6 +9,7 @@ API reads them (`list_notifications`, `get_notification`).
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Mapping
 
@@ -79,40 +80,53 @@ def enqueue(conn: Connection, *, mchid: str, event_type: str, url: str | None, r
     if not url:
         return None
     notification_id = str(uuid.uuid4())
-    conn.execute(db.notifications.insert().values(
-        id=notification_id, mchid=mchid, order_pk=order_pk, refund_pk=refund_pk,
-        event_type=event_type, summary=SUMMARIES.get(event_type, event_type),
-        original_type="refund" if event_type.startswith("REFUND.") else "payscore",
-        url=url, resource=resource, status="PENDING", attempts=0, next_attempt_us=now_us,
-        created_us=now_us, scenario_id=scenario_id))
+    conn.execute(_ENQUEUE, {
+        "id": notification_id, "mchid": mchid, "order_pk": order_pk, "refund_pk": refund_pk,
+        "event_type": event_type, "summary": SUMMARIES.get(event_type, event_type),
+        "original_type": "refund" if event_type.startswith("REFUND.") else "payscore",
+        "url": url, "resource": resource, "status": "PENDING", "attempts": 0,
+        "next_attempt_us": now_us, "created_us": now_us, "scenario_id": scenario_id})
     return notification_id
+
+
+_ENQUEUE = db.notifications.insert()  # built once: most order changes notify
 
 
 # ---------------------------------------------------------------- leases (the dispatcher)
 # `now_us` is the sandbox clock (when a row is due); `wall_us` the wall clock (leases).
 
 
-def _due(now_us: int, wall_us: int):
-    n = db.notifications
-    return (select(n.c.id).where(n.c.status == "PENDING", n.c.next_attempt_us <= now_us,
-                                 or_(n.c.lease_until_us.is_(None), n.c.lease_until_us < wall_us))
-            .order_by(n.c.next_attempt_us))
+# The dispatcher asks these several times a second per process: built once (per batch size),
+# values as parameters, since building a statement cost more CPU than running it.
+_n = db.notifications
+_DUE = (select(_n.c.id).where(_n.c.status == "PENDING",
+                              _n.c.next_attempt_us <= bindparam("now_us"),
+                              or_(_n.c.lease_until_us.is_(None),
+                                  _n.c.lease_until_us < bindparam("wall_us")))
+        .order_by(_n.c.next_attempt_us))
+_ANY_DUE = _DUE.limit(1)
+
+
+@functools.cache
+def _claim_statement(limit: int, postgres: bool):
+    due = _DUE.limit(limit)
+    if postgres:
+        due = due.with_for_update(skip_locked=True)
+    return (update(_n).where(_n.c.id.in_(due.scalar_subquery()))
+            .values(lease_owner=bindparam("owner"), lease_until_us=bindparam("lease_until"))
+            .returning(*_n.c))
 
 
 def any_due(conn: Connection, now_us: int, wall_us: int) -> bool:
-    return conn.execute(_due(now_us, wall_us).limit(1)).first() is not None
+    return conn.execute(_ANY_DUE, {"now_us": now_us, "wall_us": wall_us}).first() is not None
 
 
 def claim(conn: Connection, owner: str, limit: int, now_us: int, wall_us: int,
           lease_until_us: int) -> list[Row]:
     """Lease up to `limit` due rows to `owner` (in the caller's write transaction)."""
-    due = _due(now_us, wall_us).limit(limit)
-    if db.is_postgres(conn):
-        due = due.with_for_update(skip_locked=True)
-    n = db.notifications
-    return conn.execute(update(n).where(n.c.id.in_(due.scalar_subquery()))
-                        .values(lease_owner=owner, lease_until_us=lease_until_us)
-                        .returning(*n.c)).all()
+    return conn.execute(_claim_statement(limit, db.is_postgres(conn)), {
+        "now_us": now_us, "wall_us": wall_us, "owner": owner,
+        "lease_until": lease_until_us}).all()
 
 
 def lease_one(conn: Connection, notification_id: str, owner: str, now_us: int, wall_us: int,
@@ -145,7 +159,6 @@ def finish_many(conn: Connection, owner: str, work: list[tuple[str, dict, list[d
 
     A row whose lease is no longer `owner`'s keeps its state (its attempts are still logged).
     """
-    n = db.notifications
     attempts = [record for _, _, records in work for record in records]
     if attempts:
         conn.execute(db.delivery_attempts.insert(), attempts)
@@ -154,9 +167,15 @@ def finish_many(conn: Connection, owner: str, work: list[tuple[str, dict, list[d
         params = {"n_id": notification_id, **{f"v_{k}": v for k, v in values.items()}}
         by_columns.setdefault(tuple(sorted(values)), []).append(params)
     for columns, params in by_columns.items():
-        conn.execute(update(n).where(n.c.id == bindparam("n_id"), n.c.lease_owner == owner)
-                     .values(lease_owner=None, lease_until_us=None,
-                             **{k: bindparam(f"v_{k}") for k in columns}), params)
+        conn.execute(_finish_statement(columns), [{**p, "owner": owner} for p in params])
+
+
+@functools.cache
+def _finish_statement(columns: tuple[str, ...]):
+    n = db.notifications
+    return (update(n).where(n.c.id == bindparam("n_id"), n.c.lease_owner == bindparam("owner"))
+            .values(lease_owner=None, lease_until_us=None,
+                    **{k: bindparam(f"v_{k}") for k in columns}))
 
 
 def pin_sqlite(engine: Engine):
@@ -180,10 +199,13 @@ def merchants_for(conn: Connection, mchids: set[str]) -> dict[str, Row]:
     """What encryption and signing need, for the merchants of a claimed batch."""
     if not mchids:
         return {}
-    m = db.merchants
-    return {r.mchid: r for r in conn.execute(
-        select(m.c.mchid, m.c.appid, m.c.service_id, m.c.apiv3_key, m.c.signing_mode,
-               m.c.migration_ratio).where(m.c.mchid.in_(sorted(mchids))))}
+    return {r.mchid: r for r in conn.execute(_MERCHANTS, {"mchids": sorted(mchids)})}
+
+
+_MERCHANTS = select(db.merchants.c.mchid, db.merchants.c.appid, db.merchants.c.service_id,
+                    db.merchants.c.apiv3_key, db.merchants.c.signing_mode,
+                    db.merchants.c.migration_ratio).where(
+    db.merchants.c.mchid.in_(bindparam("mchids", expanding=True)))
 
 
 def count_due(conn: Connection, now_us: int) -> int:

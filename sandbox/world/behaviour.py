@@ -48,8 +48,7 @@ def retry_delay_us(failed_attempt: int) -> int:
 
 
 def lock_order_pk(conn: Connection, order_pk: int) -> Row | None:
-    stmt = select(db.orders).where(db.orders.c.pk == order_pk)
-    return conn.execute(db.for_update(stmt, conn)).first()
+    return o.order_by_pk(conn, order_pk, lock=True)
 
 
 def _order_of(conn: Connection, job: Row, state: statemachine.State) -> Row | None:

@@ -7,11 +7,11 @@ job handlers that carry the decisions out live in sandbox.world.behaviour.
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection, Row
 
 from sandbox import db, errors, jobs
-from sandbox.backend.orders import record_event
+from sandbox.backend.orders import order_by_pk, record_event
 from sandbox.world import rules, users
 
 EXPIRY_US = 30 * jobs.DAY_US
@@ -21,6 +21,14 @@ FORCED = "forced failure (fail_next_deduction)"
 NO_BALANCE = "余额不足 (balance behaviour: cannot pay)"
 NOT_YET = "余额不足 (balance behaviour: pays late)"
 
+
+# Built once (values as parameters): these run on every payment and deduction.
+_DEFAULTS_OF_ORDER = select(db.user_defaults.c.id, db.user_defaults.c.amount,
+                            db.user_defaults.c.settled).where(
+    db.user_defaults.c.order_pk == bindparam("order_pk"))
+_HAS_EVENT = select(db.order_events.c.id).where(
+    db.order_events.c.order_pk == bindparam("order_pk"),
+    db.order_events.c.kind == bindparam("kind")).limit(1)
 
 def check_create(conn: Connection, merchant: Row, openid: str | None, amount_fen: int,
                  now_us: int) -> None:
@@ -120,15 +128,14 @@ def on_order_paid(conn: Connection, order_pk: int, now_us: int) -> None:
     """
     jobs.cancel(conn, "deduct", str(order_pk))
     jobs.cancel(conn, "overdue_stage", str(order_pk))
-    order = conn.execute(select(db.orders).where(db.orders.c.pk == order_pk)).first()
+    order = order_by_pk(conn, order_pk)
     if order is None or not order.openid:
         return
     user = users.find_user(conn, order.openid, lock=True)
     if user is None:
         return
     d = db.user_defaults
-    rows = list(conn.execute(select(d.c.id, d.c.amount, d.c.settled)
-                             .where(d.c.order_pk == order_pk)))
+    rows = list(conn.execute(_DEFAULTS_OF_ORDER, {"order_pk": order_pk}))
     unsettled = [r for r in rows if not r.settled]
     if unsettled:
         conn.execute(d.update().where(d.c.id.in_([r.id for r in unsettled])).values(settled=True))
@@ -143,6 +150,4 @@ def on_order_paid(conn: Connection, order_pk: int, now_us: int) -> None:
 
 
 def _has_event(conn: Connection, order_pk: int, kind: str) -> bool:
-    e = db.order_events
-    return conn.execute(select(e.c.id).where(e.c.order_pk == order_pk, e.c.kind == kind)
-                        .limit(1)).first() is not None
+    return conn.execute(_HAS_EVENT, {"order_pk": order_pk, "kind": kind}).first() is not None

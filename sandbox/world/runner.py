@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from flask import Flask
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.engine import Connection, Row
 
 from sandbox import db
@@ -36,6 +36,14 @@ MAX_JOBS_PER_CALL = 100_000
 MAX_STEPS_PER_ADVANCE = 100_000
 TICK_S = 0.5
 
+
+# Built once (values as parameters): every job runs them.
+_NEXT_JOB = (select(db.jobs).where(db.jobs.c.done.is_(False),
+                                   db.jobs.c.due_us <= bindparam("now_us"))
+             .order_by(db.jobs.c.due_us, db.jobs.c.id).limit(1))
+_NEXT_JOB_SKIP_LOCKED = _NEXT_JOB.with_for_update(skip_locked=True)
+_CLAIM_JOB = (update(db.jobs).where(db.jobs.c.id == bindparam("job_id"),
+                                    db.jobs.c.done.is_(False)).values(done=True))
 
 def _load_handlers() -> None:
     for name in HANDLER_MODULES:
@@ -98,16 +106,11 @@ class JobRunner:
             return True
 
     def _claim(self, conn: Connection, now_us: int) -> Row | None:
-        stmt = (select(db.jobs).where(db.jobs.c.done.is_(False), db.jobs.c.due_us <= now_us)
-                .order_by(db.jobs.c.due_us, db.jobs.c.id).limit(1))
-        if db.is_postgres(conn):
-            stmt = stmt.with_for_update(skip_locked=True)
-        job = conn.execute(stmt).first()
+        stmt = _NEXT_JOB_SKIP_LOCKED if db.is_postgres(conn) else _NEXT_JOB
+        job = conn.execute(stmt, {"now_us": now_us}).first()
         if job is None:
             return None
-        claimed = conn.execute(update(db.jobs).where(db.jobs.c.id == job.id,
-                                                     db.jobs.c.done.is_(False))
-                               .values(done=True))
+        claimed = conn.execute(_CLAIM_JOB, {"job_id": job.id})
         return job if claimed.rowcount == 1 else None
 
     # ------------------------------------------------------------ the clock

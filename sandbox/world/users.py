@@ -13,7 +13,7 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Row
 
@@ -54,9 +54,21 @@ def _find(conn: Connection, openid: str) -> Row | None:
     return conn.execute(select(db.users).where(db.users.c.openid == openid)).first()
 
 
+# Built once (values as parameters): the world reads and updates users on most operations.
+_USER = select(db.users).where(db.users.c.openid == bindparam("user_openid"))
+_SET_USER = update(db.users).where(db.users.c.openid == bindparam("user_openid"))  # SET: keys
+_OVERDUE_ORDER = (
+    select(db.orders.c.pk, db.orders.c.mchid, db.orders.c.out_order_no)
+    .select_from(db.user_defaults.join(db.orders,
+                                       db.orders.c.pk == db.user_defaults.c.order_pk))
+    .where(db.user_defaults.c.openid == bindparam("user_openid"),
+           db.user_defaults.c.settled.is_(False), db.orders.c.state == "DOING",
+           db.orders.c.collection_state == "USER_PAYING").limit(1))
+
+
 def find_user(conn: Connection, openid: str, lock: bool = False) -> Row | None:
-    stmt = select(db.users).where(db.users.c.openid == openid)
-    return conn.execute(db.for_update(stmt, conn) if lock else stmt).first()
+    stmt = db.for_update(_USER, conn) if lock else _USER
+    return conn.execute(stmt, {"user_openid": openid}).first()
 
 
 def adhoc_user(openid: str) -> dict[str, Any]:
@@ -103,13 +115,19 @@ def can_use_service(conn: Connection, openid: str, now_us: int) -> bool:
 
 
 def set_columns(conn: Connection, openid: str, values: dict[str, Any]) -> None:
+    """New values (not SQL expressions) for a user's columns."""
     if values:
-        conn.execute(update(db.users).where(db.users.c.openid == openid).values(**values))
+        conn.execute(_SET_USER, {"user_openid": openid, **values})
+
+
+_DEFAULT_TIMES = select(db.user_defaults.c.at_us).where(
+    db.user_defaults.c.openid == bindparam("user_openid"),
+    db.user_defaults.c.at_us >= bindparam("since_us"))
 
 
 def default_times(conn: Connection, openid: str, since_us: int) -> list[int]:
-    return list(conn.execute(select(db.user_defaults.c.at_us).where(
-        db.user_defaults.c.openid == openid, db.user_defaults.c.at_us >= since_us)).scalars())
+    return list(conn.execute(_DEFAULT_TIMES, {"user_openid": openid,
+                                              "since_us": since_us}).scalars())
 
 
 def defaults_this_month(conn: Connection, openid: str, now_us: int) -> int:
@@ -119,11 +137,7 @@ def defaults_this_month(conn: Connection, openid: str, now_us: int) -> int:
 
 def pending_overdue_order(conn: Connection, openid: str) -> Row | None:
     """An order of this user that went overdue (a default was recorded) and is still unpaid."""
-    d, o = db.user_defaults, db.orders
-    return conn.execute(
-        select(o.c.pk, o.c.mchid, o.c.out_order_no).select_from(d.join(o, o.c.pk == d.c.order_pk))
-        .where(d.c.openid == openid, d.c.settled.is_(False), o.c.state == "DOING",
-               o.c.collection_state == "USER_PAYING").limit(1)).first()
+    return conn.execute(_OVERDUE_ORDER, {"user_openid": openid}).first()
 
 
 def assess(conn: Connection, user: Row, now_us: int) -> dict[str, Any]:
