@@ -315,6 +315,16 @@ def run(args: argparse.Namespace) -> None:
     print(f"ratio a/b  {ratio:.2f}  (target >= 0.70: {'met' if ratio >= 0.7 else 'NOT met'})")
 
 
+def replay(client, items: list[tuple]) -> float:
+    """Send pre-signed requests through a Flask test client; CPU seconds per request of this
+    thread (other processes' load, and the app's background threads, do not count)."""
+    started = time.thread_time()
+    for method, target, body, headers in items:
+        r = client.open(target, method=method, data=body, headers=headers)
+        assert r.status_code == 200, r.get_data()
+    return (time.thread_time() - started) / len(items)
+
+
 def profile(args: argparse.Namespace) -> None:
     """In process, single thread, Flask's test client: CPU per request of (a) and (b), which
     bounds the CPU-bound throughput ratio, then the sandbox's request path under cProfile."""
@@ -335,13 +345,7 @@ def _profile(args: argparse.Namespace, db_url: str | None) -> None:
     known = [f"warm-{i}" for i in range(args.warmup)]
 
     def send(name: str, items: list[tuple]) -> float:
-        """CPU seconds per request (process_time: other processes' load does not count)."""
-        http_ = clients[name]
-        started = time.process_time()
-        for method, target, body, headers in items:
-            r = http_.open(target, method=method, data=body, headers=headers)
-            assert r.status_code == 200, r.get_data()
-        return (time.process_time() - started) / len(items)
+        return replay(clients[name], items)
 
     for name in clients:
         send(name, [merchant.create(no) for no in known])
