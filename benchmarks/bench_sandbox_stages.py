@@ -26,19 +26,21 @@ from pathlib import Path
 
 from bench_sandbox import Merchant, floor_app, replay, scratch_database
 
-# (label, depth, object, attribute): wrapped in this order; depth only indents the table.
+# (label, depth, owner, attributes): wrapped in this order; depth only indents the table.
 STAGES = [
-    ("_before", 0, "sandbox.app", "_before"),
-    ("verify_request (RSA verify)", 1, "sandbox.security", "verify_request"),
-    ("request_state (clock, faults, merchant)", 1, "sandbox.held.StateProbe", "request_state"),
-    ("view", 0, None, None),  # the app's view functions, wrapped after create_app
-    ("load_body / load_query (marshmallow)", 1, "sandbox.views.serviceorders", None),
-    ("backend transaction", 1, "sandbox.backend.serviceorders.ServiceOrders", None),
-    ("render (JSON)", 1, "sandbox.views.serviceorders", "render"),
-    ("_after", 0, "sandbox.app", "_after"),
-    ("_sign (RSA sign)", 1, "sandbox.app", "_sign"),
-    ("_log_request", 1, "sandbox.app", "_log_request"),
-    ("RequestLog.write (INSERT)", 2, "sandbox.held.RequestLog", "write"),
+    ("_before", 0, "sandbox.app", ("_before",)),
+    ("verify_request (RSA verify)", 1, "sandbox.security", ("verify_request",)),
+    ("request_state (clock, faults, merchant)", 1, "sandbox.held.StateProbe", ("request_state",)),
+    ("view", 0, None, ()),  # the app's view functions, wrapped after create_app
+    ("load_body / load_query (marshmallow)", 1, "sandbox.views.serviceorders",
+     ("load_body", "load_query")),
+    ("backend transaction", 1, "sandbox.backend.serviceorders.ServiceOrders",
+     ("create_service_order", "query_service_order")),
+    ("render (JSON)", 1, "sandbox.views.serviceorders", ("render",)),
+    ("_after", 0, "sandbox.app", ("_after",)),
+    ("_sign (RSA sign)", 1, "sandbox.app", ("_sign",)),
+    ("_log_request", 1, "sandbox.app", ("_log_request",)),
+    ("RequestLog.write (INSERT)", 2, "sandbox.held.RequestLog", ("write",)),
 ]
 
 
@@ -76,14 +78,10 @@ def _resolve(path: str):
 def instrument(timers: Timers) -> None:
     """Wrap every stage that is a module or class attribute (before the app is built, since
     create_app registers `_before` and `_after` by reference)."""
-    for label, _depth, where, attr in STAGES:
+    for label, _depth, where, names in STAGES:
         if where is None:
             continue
         owner = _resolve(where)
-        names = [attr] if attr else {
-            "load_body / load_query (marshmallow)": ["load_body", "load_query"],
-            "backend transaction": ["create_service_order", "query_service_order"],
-        }[label]
         for name in names:
             setattr(owner, name, timers.wrap(label, getattr(owner, name)))
 
