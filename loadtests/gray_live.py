@@ -26,6 +26,7 @@ import requests
 from rich.console import Console
 from rich.progress import Progress
 
+from fault_scenarios.clients import loopback_session
 from loadtests import judge
 from loadtests.gates_math import conversion_gate
 from loadtests.gray import STAGES, Assignment, assign, funnel, per_product, sample_users, sweep
@@ -73,7 +74,7 @@ class _Driver:
     @property
     def http(self) -> requests.Session:
         if not hasattr(self.local, "session"):
-            self.local.session = requests.Session()
+            self.local.session = loopback_session()
         return self.local.session
 
     def call(self, flow: FlowRecord, method: str, url: str, body: Any = None,

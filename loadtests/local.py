@@ -77,7 +77,7 @@ def start(root: Path, *, workers: int = 1, threads: int = 8, db: str | None = No
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
     args = ["up", "--port", str(port), "--data-dir", str(root / "sandbox"),
-            "--workers", str(workers), "--threads", str(threads)]
+            "--workers", str(workers), "--threads", str(threads), "--quiet"]
     if db:
         args += ["--db", db]
     servers = Servers(f"http://127.0.0.1:{port}", root / "sandbox" / "merchant.json")

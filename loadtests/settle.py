@@ -18,6 +18,7 @@ from typing import Any
 
 import requests
 
+from fault_scenarios.clients import loopback_session
 from loadtests import judge
 from loadtests.judge import FlowEvidence, FlowRecord, FlowVerdict, MerchantView, ProviderOrder
 from loadtests.signer import MerchantSigner, query_target
@@ -42,7 +43,7 @@ class Settler:
         self.signer = signer
         self.timeout = timeout
         self.workers = workers
-        self.http = requests.Session()
+        self.http = loopback_session()
         adapter = requests.adapters.HTTPAdapter(pool_maxsize=workers * 2)
         self.http.mount("http://", adapter)
 

@@ -82,8 +82,11 @@ def cli() -> None:
 @click.option("--with-demo-merchant", "merchant_port", type=int, default=None,
               metavar="PORT", help="Also run the reference merchant (power-bank rental, driver "
                                    "API on) for the demo merchant on this port.")
+@click.option("--quiet", is_flag=True,
+              help="No access log line per request (load runs: the dashboard's request log "
+                   "keeps every exchange anyway).")
 def up(host: str, port: int, data_dir: str, db: str | None, workers: int, threads: int,
-       merchant_port: int | None) -> None:
+       merchant_port: int | None, quiet: bool) -> None:
     """Provision (first start) and serve the sandbox."""
     from sandbox import server
 
@@ -105,7 +108,8 @@ def up(host: str, port: int, data_dir: str, db: str | None, workers: int, thread
                       f"/driver/, callbacks: /payscore/notify) — try: payscore scenarios run "
                       f"--driver http://{host}:{merchant_port}/driver")
     try:
-        server.serve(app.config, host=host, port=port, workers=workers, threads=threads)
+        server.serve(app.config, host=host, port=port, workers=workers, threads=threads,
+                     quiet=quiet)
     finally:
         if child is not None:
             child.terminate()

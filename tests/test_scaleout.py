@@ -257,3 +257,19 @@ def test_parallel_distinct_orders_all_land(server, inspect):
             db.request_log.c.status == 200)).scalars().all()
         assert sorted(logged) == sorted(r[0] for r in rows)  # no log row lost to contention
     inspect(check)
+
+
+def test_up_quiet_serves_without_an_access_log(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from sandbox import server as server_module
+    from sandbox.cli import cli
+
+    served: list[dict] = []
+    monkeypatch.setattr(server_module, "serve", lambda _config, **kw: served.append(kw))
+    for flags in ([], ["--quiet"]):
+        result = CliRunner().invoke(cli, ["up", "--port", "18080", "--data-dir",
+                                          str(tmp_path), *flags])
+        assert result.exit_code == 0, result.output
+    loud, quiet = (server_module.gunicorn_options(quiet=kw["quiet"]) for kw in served)
+    assert loud["accesslog"] == "-" and quiet["accesslog"] is None

@@ -21,6 +21,7 @@ from merchant_kit import (
     protocol,
 )
 from merchant_kit.keys import PlatformKeys
+from merchant_kit.transport import session_for
 
 from .scripted import (
     APIV3,
@@ -176,3 +177,20 @@ def test_unknown_enum_values_and_keys_do_not_crash(env):
     got = env.client.query_service_order("ORD-1")
     assert got.has_unknown_state and got.extra == {"brand_new": {"x": 1}}
     assert got.unknown_values() == {"state": "SUSPENDED", "collection.state": "WAIT_PAY"}
+
+
+# ---------------------------------------------------------------------- sessions
+
+
+@pytest.mark.parametrize("base_url, proxied", [
+    ("http://127.0.0.1:8080", False), ("http://localhost:8080", False),
+    ("http://[::1]:8080", False), ("https://api.mch.weixin.qq.com", True)])
+def test_environment_proxy_applies_only_off_loopback(monkeypatch, base_url, proxied):
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:9")
+    monkeypatch.delenv("NO_PROXY", raising=False)
+    monkeypatch.delenv("no_proxy", raising=False)
+    session = session_for(base_url)
+    settings = session.merge_environment_settings(base_url + "/v3/certificates", {}, None,
+                                                  None, None)
+    assert bool(settings["proxies"]) is proxied
