@@ -36,7 +36,7 @@ class ControlError(RuntimeError):
     """The sandbox refused or failed a control call; the message says which and why."""
 
 
-def loopback_session() -> requests.Session:
+def _session() -> requests.Session:
     session = requests.Session()
     session.trust_env = False  # loopback only: never through a proxy from the environment
     return session
@@ -59,7 +59,7 @@ def find_driver(url: str, timeout: float = 10.0) -> tuple[str, dict[str, Any]]:
     before a run so that a wrong URL fails in a second, not as 20 minutes of failed flows."""
     base = url.rstrip("/")
     tried = []
-    http = loopback_session()
+    http = _session()
     for candidate in (base, base + "/driver") if not base.endswith("/driver") else (base,):
         try:
             r = http.get(candidate + "/health", timeout=timeout)
@@ -82,7 +82,7 @@ class Driver:
     def __init__(self, base_url: str, timeout: float = DRIVER_TIMEOUT_S):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.http = loopback_session()
+        self.http = _session()
 
     def _call(self, method: str, path: str, body: Any = None) -> Answer:
         started = time.monotonic()
@@ -127,7 +127,7 @@ class Sandbox:
     def __init__(self, base_url: str, timeout: float = CONTROL_TIMEOUT_S):
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self.http = loopback_session()
+        self.http = _session()
 
     def _call(self, method: str, path: str, body: Any = None,
               params: dict[str, Any] | None = None) -> Any:

@@ -26,7 +26,6 @@ import requests
 from rich.console import Console
 from rich.progress import Progress
 
-from fault_scenarios.clients import loopback_session
 from loadtests import judge
 from loadtests.gates_math import conversion_gate
 from loadtests.gray import STAGES, Assignment, assign, funnel, per_product, sample_users, sweep
@@ -35,6 +34,7 @@ from loadtests.judge import FlowRecord
 from loadtests.policy import Policy
 from loadtests.settle import Settler
 from loadtests.signer import MerchantSigner
+from merchant_kit.transport import session_for
 
 # The shortest rental: the finish comes at least this long after the confirmation. WeChat
 # wants the confirmation second <= end_time <= the complete call, so a finish within the same
@@ -74,7 +74,7 @@ class _Driver:
     @property
     def http(self) -> requests.Session:
         if not hasattr(self.local, "session"):
-            self.local.session = loopback_session()
+            self.local.session = session_for(self.driver_url)
         return self.local.session
 
     def call(self, flow: FlowRecord, method: str, url: str, body: Any = None,

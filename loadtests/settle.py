@@ -18,10 +18,10 @@ from typing import Any
 
 import requests
 
-from fault_scenarios.clients import loopback_session
 from loadtests import judge
 from loadtests.judge import FlowEvidence, FlowRecord, FlowVerdict, MerchantView, ProviderOrder
 from loadtests.signer import MerchantSigner, query_target
+from merchant_kit.transport import session_for
 
 log = logging.getLogger(__name__)
 ORDER = "/v3/payscore/serviceorder"
@@ -43,7 +43,7 @@ class Settler:
         self.signer = signer
         self.timeout = timeout
         self.workers = workers
-        self.http = loopback_session()
+        self.http = session_for(self.sandbox_url)
         adapter = requests.adapters.HTTPAdapter(pool_maxsize=workers * 2)
         self.http.mount("http://", adapter)
 
